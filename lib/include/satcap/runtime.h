@@ -1,0 +1,25 @@
+// Process-wide runtime settings: LibTorch's thread pools and the compute device.
+#pragma once
+
+#include <c10/core/Device.h>  // light: no tensor headers
+
+#include <string>
+
+namespace satcap {
+
+// Sets LibTorch's intra-op thread count. 0 means "the cores available to this process"
+// (LibTorch here otherwise starts with one thread). Returns the count in force.
+int configure_threads(int requested);
+
+// Number of cores this process may run on (sched_getaffinity, not the machine's total).
+int available_cores();
+
+// Parses "cpu", "cuda" or "cuda:N" and checks that the device exists in this build and machine;
+// throws UsageError with the reason otherwise ("--device cuda: this LibTorch was built without
+// CUDA; install an official CUDA LibTorch and rebuild, or use --device cpu").
+c10::Device parse_device(const std::string& spec);
+
+// A one-line description of the build: satcap and LibTorch versions, BLAS, CUDA availability.
+std::string build_summary();
+
+}  // namespace satcap

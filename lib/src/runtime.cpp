@@ -1,0 +1,65 @@
+#include "satcap/runtime.h"
+
+#include <sched.h>
+
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <c10/core/Device.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include <sstream>
+#include <thread>
+
+#include "satcap/build_config.h"
+#include "satcap/error.h"
+
+namespace satcap {
+
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw > 0 ? static_cast<int>(hw) : 1;
+}
+
+int configure_threads(int requested) {
+  if (requested < 0) throw UsageError("--threads must be 0 (all cores) or positive (got " + std::to_string(requested) + ")");
+  int n = requested == 0 ? available_cores() : requested;
+  at::set_num_threads(n);
+  return at::get_num_threads();
+}
+
+c10::Device parse_device(const std::string& spec) {
+  c10::Device device(c10::kCPU);
+  try {
+    device = c10::Device(spec);
+  } catch (const std::exception&) {
+    throw UsageError("--device '" + spec + "': expected cpu, cuda or cuda:N");
+  }
+  if (device.is_cpu()) return device;
+  if (!device.is_cuda()) throw UsageError("--device '" + spec + "': only cpu and cuda are supported");
+  if (!torch::cuda::is_available()) {
+    throw UsageError("--device " + spec +
+                     ": no CUDA device is available (this LibTorch build has no CUDA support, or no GPU "
+                     "is visible); build against an official CUDA LibTorch, or use --device cpu");
+  }
+  auto count = static_cast<int>(torch::cuda::device_count());
+  if (device.has_index() && device.index() >= count) {
+    throw UsageError("--device " + spec + ": only " + std::to_string(count) + " CUDA device(s) visible");
+  }
+  return device;
+}
+
+std::string build_summary() {
+  std::ostringstream out;
+  out << "satcap " << SATCAP_VERSION << ", LibTorch " << TORCH_VERSION << ", " << at::get_num_threads()
+      << " thread(s), CUDA " << (torch::cuda::is_available() ? "available" : "not available");
+  return out.str();
+}
+
+}  // namespace satcap
