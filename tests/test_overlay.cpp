@@ -77,7 +77,8 @@ std::string chromium_path() {
 
 // Runs headless Chromium on a local file with a fresh profile; `mode` is "--dump-dom" or a
 // "--screenshot=..." argument. Paths come from the test tree (no shell metacharacters).
-ChromiumResult run_chromium(const fs::path& html, const std::string& mode, const fs::path& work) {
+ChromiumResult run_chromium(const fs::path& html, const std::string& hash, const std::string& mode,
+                            const fs::path& work) {
   const fs::path profile = work / "chromium-profile";
   fs::remove_all(profile);
   fs::create_directories(profile);
@@ -86,7 +87,7 @@ ChromiumResult run_chromium(const fs::path& html, const std::string& mode, const
                     "' --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
                     "--disable-background-networking --disable-component-update --disable-sync "
                     "--user-data-dir='" + profile.string() + "' --virtual-time-budget=5000 " + mode +
-                    " 'file://" + fs::absolute(html).string() + "' >'" + out.string() + "' 2>'" + err.string() + "'";
+                    " 'file://" + fs::absolute(html).string() + hash + "' >'" + out.string() + "' 2>'" + err.string() + "'";
   ChromiumResult r;
   r.status = std::system(cmd.c_str());
   r.out = read_text_file(out);
@@ -306,14 +307,16 @@ TEST_CASE("an unwritable output folder is an OutputError naming it", "[overlay]"
 
 TEST_CASE("a Motion JPEG video steps through the words", "[overlay]") {
   const fs::path dir = fresh_temp_dir("overlay_video");
-  CaptionedImage ci = fake_caption(grey_image(160, 120), {"a", "grey", "square"});
+  cv::Mat noise(120, 160, CV_8UC3);
+  cv::RNG(3).fill(noise, cv::RNG::UNIFORM, 0, 256);
+  CaptionedImage ci = fake_caption(noise, {"a", "noisy", "square"});
   OverlayOptions opts;
   opts.write_video = true;
   opts.max_side = 160;
   OverlayFiles files = write_overlays(ci, dir, opts);
   REQUIRE(files.video == dir / "words.avi");
   REQUIRE(fs::file_size(files.video) > 1000);
-  cv::VideoCapture cap(files.video.string(), cv::CAP_OPENCV_MJPEG);
+  cv::VideoCapture cap(files.video.string());  // FFmpeg where present, else OpenCV's own reader
   REQUIRE(cap.isOpened());
   int frames = 0;
   cv::Mat frame;
@@ -347,6 +350,7 @@ TEST_CASE("the gallery page renders in headless Chromium with every picture load
   dog.score = -7.125;
   dog.alternatives = {{"a dog sitting in front of a bicycle", -8.5}, {"a dog and a bike", -9.25}};
   OverlayOptions opts;
+  opts.write_video = true;
   RenderedOverlays r = render_overlays(dog, opts);
   write_overlays(dog, r, dir / "dog", opts);
   OverlayOptions heat;
@@ -371,7 +375,8 @@ TEST_CASE("the gallery page renders in headless Chromium with every picture load
     FAIL("Chromium is not installed at " << chromium_path()
                                          << ": run tools/setup.sh (it installs the Debian package chromium), "
                                             "or set SATCAP_CHROMIUM to a Chromium binary");
-  ChromiumResult dom = run_chromium(html, "--dump-dom", dir);
+  // Opened with the dog's last word ("truck") pinned: its overlay replaces the image.
+  ChromiumResult dom = run_chromium(html, "#word=0-9", "--dump-dom", dir);
   INFO("chromium output: " << read_text_file(dir / "chromium.err").substr(0, 2000));
   REQUIRE(dom.status == 0);
   const int expected = 1 + 10 + 1 + 4;  // pictures: each image and each word's overlay
@@ -383,9 +388,12 @@ TEST_CASE("the gallery page renders in headless Chromium with every picture load
   REQUIRE_THAT(dom.out, Catch::Contains("&lt;b&gt;bold&lt;/b&gt;"));
   REQUIRE_THAT(dom.out, Catch::Contains("&lt;script&gt;document.body.dataset.pwned=1&lt;/script&gt;"));
   REQUIRE_THAT(dom.out, !Catch::Contains("data-pwned"));
+  REQUIRE_THAT(dom.out, Catch::Contains("data-showing=\"9\""));
+  REQUIRE_THAT(dom.out, Catch::Contains("class=\"word pinned\""));
+  REQUIRE_THAT(dom.out, Catch::Contains("data-showing=\"image\""));  // the other entry is untouched
 
   ChromiumResult shot =
-      run_chromium(html, "--window-size=1200,900 --screenshot='" + (dir / "gallery.png").string() + "'", dir);
+      run_chromium(html, "#word=0-1", "--window-size=1200,900 --screenshot='" + (dir / "gallery.png").string() + "'", dir);
   REQUIRE(shot.status == 0);
   cv::Mat png = cv::imread((dir / "gallery.png").string());
   REQUIRE(png.cols == 1200);

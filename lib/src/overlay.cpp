@@ -8,6 +8,7 @@
 #include <opencv2/videoio.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -466,7 +467,10 @@ const char* kGalleryScript = R"(
     var store = entry.querySelectorAll('.store img');
     var words = entry.querySelectorAll('.word');
     var pinned = -1;
-    function show(i) { shown.src = i < 0 ? plain : store[i].getAttribute('src'); }
+    function show(i) {
+      shown.src = i < 0 ? plain : store[i].getAttribute('src');
+      shown.dataset.showing = i < 0 ? 'image' : String(i);
+    }
     words.forEach(function (w, i) {
       w.addEventListener('mouseenter', function () { show(i); });
       w.addEventListener('focus', function () { show(i); });
@@ -483,8 +487,12 @@ const char* kGalleryScript = R"(
         if (ev.key === 'Escape') { pinned = -1; w.classList.remove('pinned'); show(-1); }
       });
     });
+    return words;
   }
-  document.querySelectorAll('.entry').forEach(setup);
+  var entries = Array.prototype.map.call(document.querySelectorAll('.entry'), setup);
+  // "gallery.html#word=E-W" opens with word W of entry E (both from 0) pinned.
+  var m = /^#word=(\d+)-(\d+)$/.exec(location.hash);
+  if (m && entries[+m[1]] && entries[+m[1]][+m[2]]) entries[+m[1]][+m[2]].click();
   function check() {
     var imgs = Array.prototype.slice.call(document.images);
     var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
@@ -526,7 +534,7 @@ void GalleryWriter::write(const std::string& text) {
 void GalleryWriter::add(const GalleryEntry& e) {
   if (e.word_jpegs.size() != e.words.size())
     throw std::invalid_argument("GalleryWriter::add: one overlay per word is needed");
-  std::string html = "<section class=\"entry\">\n<div class=\"pic\"><img class=\"shown\" alt=\"" +
+  std::string html = "<section class=\"entry\">\n<div class=\"pic\"><img class=\"shown\" data-showing=\"image\" alt=\"" +
                      html_escape(e.title) + "\" src=\"data:image/jpeg;base64," + base64(e.image_jpeg) +
                      "\">\n<div class=\"store\">";
   for (std::size_t i = 0; i < e.word_jpegs.size(); ++i)

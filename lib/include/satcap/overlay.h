@@ -163,7 +163,9 @@ struct GalleryOptions {
 // requests): per image its caption and score, the alternatives with scores, and the caption's words;
 // hovering, focusing or clicking a word shows that word's overlay in place of the image (click pins
 // it; click again or press Escape to unpin). All text is HTML-escaped. At load, a script checks
-// that every <img> decoded and sets <body data-images-ok="N/M">.
+// that every <img> decoded and sets <body data-images-ok="N/M">. The shown picture carries
+// data-showing="image" or the word's index; "gallery.html#word=E-W" opens with word W of entry E
+// (both from 0) pinned.
 // Written incrementally to "<path>.tmp-<pid>" and renamed by finish(); OutputError naming the path.
 class GalleryWriter {
  public:
