@@ -404,7 +404,7 @@ struct Candidate {
   int kind = 0;
 };
 
-enum Kind { kCannot = 1, kWordRedaux, kSwordSredaux, kWord, kApoword, kNumber, kFrac, kThing3, kAbbrev, kAcro,
+enum Kind { kSredaux = 50, kCannot = 1, kWordRedaux, kSwordSredaux, kWord, kApoword, kNumber, kFrac, kThing3, kAbbrev, kAcro,
             kWordDotInsentp, kHthing, kThing };
 
 void offer(Candidate& best, size_t length, int rank, size_t consume, int kind) {
@@ -473,6 +473,8 @@ std::vector<std::u32string> ptb_lex(const std::u32string& t) {
           }
         }
       }
+      if ((c == 'n' || c == 'N') && apos_etc(at(i + 1)) && (at(i + 2) == 't' || at(i + 2) == 'T'))
+        offer(best, 3, 14, 3, kSredaux);  // SREDAUX: n't
       const size_t num = number_length(t, i);
       offer(best, num, 16, num, kNumber);
       const size_t frac = frac_or_date_length(t, i);
@@ -507,6 +509,7 @@ std::vector<std::u32string> ptb_lex(const std::u32string& t) {
           tok = decode_utf8(americanize(encode_utf8(tok)));
           break;
         }
+        case kSredaux: tok = latex_quote_right(tok); break;
         case kFrac:
         case kThing3: tok = escape_slash(tok, '/'); break;
         case kHthing:
