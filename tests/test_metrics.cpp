@@ -156,7 +156,10 @@ TEST_CASE("tokenisation follows PTBTokenizer -lowerCase and drops the punctuatio
   REQUIRE(tok("The man doesn't know.") == "the man does n't know");
   REQUIRE(tok("They can't go; it cannot be") == "they ca n't go it can not be");
   REQUIRE(tok("We're here, you've been and I'm off!") == "we 're here you 've been and i 'm off");
-  REQUIRE(tok("A black-and-white photo (old) of a t-shirt") == "a black-and-white photo old of a t-shirt");
+  REQUIRE(tok("A black-and-white photo of a t-shirt") == "a black-and-white photo of a t-shirt");
+  // PTBTokenizer -lowerCase lowercases "-LRB-" too, and PUNCTUATIONS is case-sensitive: the official
+  // evaluation keeps brackets as "-lrb-" / "-rrb-" tokens.
+  REQUIRE(tok("A photo (old) [x] {y}") == "a photo -lrb- old -rrb- -lrb- x -rrb- -lcb- y -rcb-");
   REQUIRE(tok("A \"quoted\" word and 'single' ones") == "a quoted word and single ones");
   REQUIRE(tok("A grey cat on a colourful centre") == "a gray cat on a colorful center");
   REQUIRE(tok("Is it?! Yes!!") == "is it ?! yes !!");

@@ -19,6 +19,8 @@ namespace satcap {
 // "don't" -> do n't, "can't" -> ca n't, "cannot" -> can not, 're 've 'll 'm 'd); hyphenated and
 // alphanumeric words kept whole ("black-and-white", "t-shirt", "2nd"); numbers "3.5" "1,000";
 // abbreviations and acronyms keep their period ("st.", "u.s.", a single letter + "." too);
+// brackets become -LRB- -RRB- -LCB- -RCB- and, lowercased by -lowerCase before the case-sensitive
+// PUNCTUATIONS filter, stay in the output as "-lrb-" "-rrb-" "-lcb-" "-rcb-" (as in the official code);
 // "a/b" -> "a\/b", "/" -> "\/", "*" -> "\*"; runs of ?/! kept whole ("?!" is not dropped);
 // British spellings rewritten by Stanford's Americanize list ("grey" -> "gray", "colour" -> "color").
 // Known differences from the Java tokenizer (rare in captions): URLs, e-mail addresses, phone
