@@ -151,3 +151,15 @@ TEST_CASE("prepare: an interrupted run resumes to the same store as an uninterru
   }
   CHECK(read_text_file(dir / "whole/features.bin") == read_text_file(dir / "resumed/features.bin"));
 }
+
+TEST_CASE("satcap prepare: bad options and datasets fail before any encoder runs", "[prepare]") {
+  fs::path dir = fresh_temp_dir("prepare_cli");
+  CommandResult r = run_satcap({"prepare", "--data", dir.string(), "--out", (dir / "store").string(), "--batch", "0"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("--batch"));
+  write_text_file(dir / "captions.json", "{\"images\": [], \"annotations\": [{\"image_id\": 1, \"caption\": 5}]}");
+  r = run_satcap({"prepare", "--data", dir.string(), "--out", (dir / "store").string()});
+  CHECK(r.exit_code == 3);
+  CHECK_THAT(r.err, Catch::Contains("captions.json: annotations[0]: 'caption' is not a string"));
+  CHECK_FALSE(fs::exists(dir / "store"));
+}
