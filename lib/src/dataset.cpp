@@ -115,10 +115,15 @@ struct Where {
   std::string str() const { return file + ": " + entry; }
 };
 
-std::string type_name(const json& j) { return j.type_name(); }
+// "a string", "an array", "null".
+std::string type_name(const json& j) {
+  std::string t = j.type_name();
+  if (t == "null") return t;
+  return (t == "array" || t == "object" ? "an " : "a ") + t;
+}
 
 const json& need(const json& obj, const char* key, const Where& w) {
-  if (!obj.is_object()) throw InputError(w.str() + ": is a " + type_name(obj) + ", expected an object");
+  if (!obj.is_object()) throw InputError(w.str() + ": is " + type_name(obj) + ", expected an object");
   auto it = obj.find(key);
   if (it == obj.end()) throw InputError(w.str() + ": '" + key + "' is missing");
   return *it;
@@ -126,13 +131,13 @@ const json& need(const json& obj, const char* key, const Where& w) {
 
 const json& need_array(const json& obj, const char* key, const Where& w) {
   const json& v = need(obj, key, w);
-  if (!v.is_array()) throw InputError(w.str() + ": '" + key + "' is not an array (it is a " + type_name(v) + ")");
+  if (!v.is_array()) throw InputError(w.str() + ": '" + key + "' is not an array (it is " + type_name(v) + ")");
   return v;
 }
 
 std::string need_string(const json& obj, const char* key, const Where& w) {
   const json& v = need(obj, key, w);
-  if (!v.is_string()) throw InputError(w.str() + ": '" + key + "' is not a string (it is a " + type_name(v) + ")");
+  if (!v.is_string()) throw InputError(w.str() + ": '" + key + "' is not a string (it is " + type_name(v) + ")");
   return v.get<std::string>();
 }
 
@@ -142,7 +147,7 @@ std::int64_t need_int(const json& obj, const char* key, const Where& w) {
     if (v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) throw InputError(w.str() + ": '" + key + "' is out of range");
     return static_cast<std::int64_t>(v.get<std::uint64_t>());
   }
-  if (!v.is_number_integer()) throw InputError(w.str() + ": '" + key + "' is not an integer (it is a " + type_name(v) + ")");
+  if (!v.is_number_integer()) throw InputError(w.str() + ": '" + key + "' is not an integer (it is " + type_name(v) + ")");
   return v.get<std::int64_t>();
 }
 
@@ -296,7 +301,7 @@ Dataset load_karpathy(const fs::path& file, const DatasetOptions& options) {
   for (std::size_t i = 0; i < images.size(); ++i) {
     Where w{name, "images[" + std::to_string(i) + "]"};
     const json& e = images[i];
-    if (!e.is_object()) throw InputError(w.str() + ": is a " + type_name(e) + ", expected an object");
+    if (!e.is_object()) throw InputError(w.str() + ": is " + type_name(e) + ", expected an object");
     ImageEntry image;
     image.id = e.contains("cocoid") ? need_int(e, "cocoid", w) : need_int(e, "imgid", w);
     if (!ids.insert(image.id).second) throw InputError(w.str() + ": duplicate image id " + std::to_string(image.id));
