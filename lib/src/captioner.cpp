@@ -140,6 +140,8 @@ struct Captioner::Impl {
   std::unique_ptr<Encoder> encoder;
   SearchOptions search;
   SearchTokens tokens;
+  double encode_seconds = 0;  // accumulated by caption_batch
+  double search_seconds = 0;
 };
 
 Captioner::Captioner(const CaptionerOptions& options, c10::Device device) : impl_(std::make_unique<Impl>()) {
@@ -206,8 +208,12 @@ std::vector<ImageCaption> caption_batch(Captioner::Impl& m, const std::vector<cv
   std::vector<std::vector<Hypothesis>> hyps;
   {
     at::NoGradGuard no_grad;
+    const auto t0 = std::chrono::steady_clock::now();
     at::Tensor features = m.encoder->encode(rgb);  // [B, n, D]
+    const auto t1 = std::chrono::steady_clock::now();
     hyps = search(m.bundle.decoder, features, m.tokens, m.search);
+    m.encode_seconds += std::chrono::duration<double>(t1 - t0).count();
+    m.search_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   }
   const int rows = m.encoder->grid_rows(), cols = m.encoder->grid_cols();
   const int64_t n = static_cast<int64_t>(rows) * cols;
@@ -272,6 +278,7 @@ Captioner::FileSummary Captioner::caption_files(const std::vector<fs::path>& pat
   const std::size_t batch = static_cast<std::size_t>(impl_->options.batch_size);
   const std::size_t batches = (paths.size() + batch - 1) / batch;
   const ImageLimits limits = impl_->options.limits;
+  const double encode0 = impl_->encode_seconds, search0 = impl_->search_seconds;
 
   // Bounded queue: the reader stays at most two batches ahead of the model.
   constexpr std::size_t kQueueCapacity = 2;
@@ -333,12 +340,14 @@ Captioner::FileSummary Captioner::caption_files(const std::vector<fs::path>& pat
   for (std::size_t k = 0; k < batches; ++k) {
     DecodedBatch db;
     {
+      const auto w0 = std::chrono::steady_clock::now();
       std::unique_lock<std::mutex> lock(mutex);
       changed.wait(lock, [&] { return !queue.empty() || reader_error; });
       if (queue.empty()) std::rethrow_exception(reader_error);
       db = std::move(queue.front());
       queue.pop_front();
       changed.notify_all();
+      summary.wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
     }
     std::vector<cv::Mat> good;
     std::vector<std::size_t> where, indices;
@@ -368,6 +377,8 @@ Captioner::FileSummary Captioner::caption_files(const std::vector<fs::path>& pat
     if (progress) progress(std::min(paths.size(), db.first + db.paths.size()), paths.size());
   }
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  summary.encode_seconds = impl_->encode_seconds - encode0;
+  summary.search_seconds = impl_->search_seconds - search0;
   return summary;
 }
 
@@ -593,7 +604,8 @@ int run_caption(const CaptionRunOptions& options_in, std::ostream& out, std::ost
     std::ostringstream s;
     s << std::fixed << std::setprecision(2) << "satcap caption: captioned " << done << " of " << summary.images
       << " images in " << summary.seconds << " s (" << (summary.seconds > 0 ? done / summary.seconds : 0.0)
-      << " images/s)";
+      << " images/s; encoder " << summary.encode_seconds << " s, search " << summary.search_seconds
+      << " s, waiting for images " << summary.wait_seconds << " s)";
     if (summary.failed > 0) s << "; " << summary.failed << " could not be read";
     err << s.str() << "\n";
     if (!options.out.empty()) err << "  captions: " << options.out << "\n";

@@ -120,6 +120,9 @@ class Captioner {
     std::size_t images = 0;   // inputs
     std::size_t failed = 0;   // unreadable images (their ImageCaption carries the error)
     double seconds = 0.0;     // wall time of the whole call
+    double encode_seconds = 0.0;   // of which in the encoder (preprocessing included)
+    double search_seconds = 0.0;   // of which in the search
+    double wait_seconds = 0.0;     // of which waiting for the reader thread to decode images
   };
   // Captions image files in batches of options().batch_size: a worker thread decodes the next
   // batch (at most two batches ahead) while this thread encodes and searches. `sink` receives every
