@@ -22,6 +22,7 @@
 #include "satcap/bundle.h"
 #include "satcap/captioner.h"
 #include "satcap/encoder.h"
+#include "satcap/image.h"
 #include "satcap/vocab.h"
 #include "test_util.h"
 
@@ -188,10 +189,44 @@ TEST_CASE("caption options are validated with the option's name", "[caption]") {
   r.inputs = {"x.jpg"};
   r.overlay.write_video = true;
   CHECK_THROWS_WITH(validate(r), Catch::Contains("--overlay-dir"));
-  const auto bad = run_satcap({"caption", "/usr/share/darknet/data/dog.jpg", "--model", random_bundle().string(),
+  // Options are checked before the model is loaded.
+  const auto bad = run_satcap({"caption", "/usr/share/darknet/data/dog.jpg", "--model", "/nonexistent/model",
                                "--beam", "2", "--alternatives", "3"});
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.err, Catch::Contains("--alternatives"));
+}
+
+TEST_CASE("random-weights hard-attention bundle: every decode mode runs; sampling is reproducible with a seed",
+          "[caption]") {
+  std::vector<cv::Mat> images;
+  for (const auto& p : darknet_images(2)) images.push_back(read_image_rgb(p));
+  CaptionerOptions o;
+  o.model = random_bundle("hard").string();
+  o.max_length = 4;
+  o.beam_size = 2;
+  o.alternatives = 2;
+  o.samples_per_word = 2;
+  for (const char* mode : {"expected", "argmax", "sample"}) {
+    CAPTURE(mode);
+    o.hard_decode = mode;
+    o.seed = 11;
+    Captioner a(o);
+    REQUIRE(a.hard_attention());
+    const auto first = a.caption_images(images);
+    Captioner b(o);
+    const auto second = b.caption_images(images);
+    REQUIRE(first.size() == 2);
+    for (std::size_t i = 0; i < 2; ++i) {
+      REQUIRE(first[i].ok());
+      REQUIRE_FALSE(first[i].words.empty());
+      REQUIRE(first[i].words.size() == first[i].alpha.size());
+      REQUIRE(first[i].tokens == second[i].tokens);
+      REQUIRE(first[i].sampled == second[i].sampled);
+      REQUIRE(first[i].sampled.size() == first[i].words.size());
+      REQUIRE(first[i].alternatives.size() == 1);
+      REQUIRE(first[i].score >= first[i].alternatives[0].score);
+    }
+  }
 }
 
 TEST_CASE("random-weights bundle: json output matches the schema, in input order", "[caption]") {
