@@ -43,14 +43,14 @@ std::string run_capture(const std::string& command) {
 // Runs the embedded network NAME with its own 5-class head on the photos, in C++ and in
 // TensorFlow.js (tools/node/tfjs_reference.js) on the same preprocessed input; returns the
 // largest absolute difference of the class probabilities per photo.
-std::vector<double> parity(const std::string& name) {
+std::vector<double> parity(const std::string& name, const std::vector<std::string>& photos) {
   EncoderOptions options;
   options.source = name;
   auto encoder = load_encoder(options);
   std::vector<cv::Mat> images;
-  for (const auto& p : kPhotos) images.push_back(read_image_rgb(photo(p)));
+  for (const auto& p : photos) images.push_back(read_image_rgb(photo(p)));
   at::Tensor input = encoder->preprocess(images);  // [B, 3, H, W]
-  REQUIRE(input.size(0) == static_cast<std::int64_t>(kPhotos.size()));
+  REQUIRE(input.size(0) == static_cast<std::int64_t>(photos.size()));
   REQUIRE(input.min().item<float>() >= 0.0f);
   REQUIRE(input.max().item<float>() <= 1.0f);
 
@@ -92,17 +92,19 @@ std::vector<double> parity(const std::string& name) {
 }  // namespace
 
 TEST_CASE("mobilenet_v2 with its head matches TensorFlow.js on photographs", "[encoder]") {
-  auto diffs = parity("mobilenet_v2");
+  auto diffs = parity("mobilenet_v2", kPhotos);
   for (std::size_t i = 0; i < diffs.size(); ++i) {
     std::cout << "parity mobilenet_v2 " << kPhotos[i] << ": max abs diff " << diffs[i] << "\n";
     CHECK(diffs[i] < 1e-4);
   }
 }
 
-TEST_CASE("inception_v3 with its head matches TensorFlow.js on photographs", "[encoder]") {
-  auto diffs = parity("inception_v3");
+// One photograph: TensorFlow.js's pure-JS backend needs about 10 s of CPU per InceptionV3 image.
+TEST_CASE("inception_v3 with its head matches TensorFlow.js on a photograph", "[encoder]") {
+  const std::vector<std::string> photos{"person"};
+  auto diffs = parity("inception_v3", photos);
   for (std::size_t i = 0; i < diffs.size(); ++i) {
-    std::cout << "parity inception_v3 " << kPhotos[i] << ": max abs diff " << diffs[i] << "\n";
+    std::cout << "parity inception_v3 " << photos[i] << ": max abs diff " << diffs[i] << "\n";
     CHECK(diffs[i] < 1e-4);
   }
 }

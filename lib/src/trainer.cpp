@@ -22,6 +22,7 @@
 #include "satcap/error.h"
 #include "satcap/metrics.h"
 #include "satcap/named_tensors.h"
+#include "satcap/search.h"
 #include "satcap/training_log.h"
 #include "satcap/vocab.h"
 
@@ -236,9 +237,12 @@ Progress load_checkpoint(const fs::path& path, Decoder& decoder, torch::optim::A
   optimizer.load(opt_archive);
   at::Tensor rng;
   if (!archive.try_read("rng.cpu", rng)) throw ModelError(path.string() + ": random state missing");
-  at::detail::getDefaultCPUGenerator().set_state(rng.cpu());
-  if (!device.is_cpu() && archive.try_read("rng.device", rng))
-    at::globalContext().defaultGenerator(device).set_state(rng.cpu());
+  at::Generator cpu_generator = at::detail::getDefaultCPUGenerator();  // a handle on the global generator
+  cpu_generator.set_state(rng.cpu());
+  if (!device.is_cpu() && archive.try_read("rng.device", rng)) {
+    at::Generator device_generator = at::globalContext().defaultGenerator(device);
+    device_generator.set_state(rng.cpu());
+  }
   Progress p;
   try {
     p.from_json(meta.at("progress"));
@@ -257,33 +261,6 @@ double scalar(const at::Tensor& t) { return t.defined() ? t.item<double>() : 0.0
 
 namespace {
 
-// Greedy decoding of a batch of images ([B, n, D]) -> token ids without <start>/<end>.
-std::vector<std::vector<int64_t>> greedy_decode(Decoder& decoder, const at::Tensor& features, int max_length) {
-  auto state = decoder->init_state(features);
-  int64_t B = features.size(0);
-  auto prev = at::full({B}, Vocabulary::start_id, features.options().dtype(at::kLong));
-  std::vector<std::vector<int64_t>> out(static_cast<std::size_t>(B));
-  std::vector<bool> done(static_cast<std::size_t>(B), false);
-  for (int t = 0; t <= max_length; ++t) {
-    auto step = decoder->step(prev, state);
-    prev = step.log_probs.argmax(1);
-    auto ids = prev.cpu();
-    auto a = ids.accessor<int64_t, 1>();
-    bool all = true;
-    for (int64_t b = 0; b < B; ++b) {
-      if (done[b]) continue;
-      if (a[b] == Vocabulary::end_id || t == max_length) {
-        done[b] = true;
-        continue;
-      }
-      out[b].push_back(a[b]);
-      all = false;
-    }
-    if (all) break;
-  }
-  return out;
-}
-
 }  // namespace
 
 std::map<std::string, double> validate_decoder(Decoder& decoder, const TrainingData& data, const Vocabulary& vocab,
@@ -297,17 +274,26 @@ std::map<std::string, double> validate_decoder(Decoder& decoder, const TrainingD
   at::NoGradGuard no_grad;
   std::map<std::string, std::vector<std::string>> references;
   std::map<std::string, std::string> candidates;
+  SearchOptions search_options;
+  search_options.beam_size = options.val_beam_size;
+  search_options.max_length = options.max_caption_length;
+  search_options.validate();
+  SearchTokens tokens;
+  tokens.start = Vocabulary::start_id;
+  tokens.end = Vocabulary::end_id;
+  tokens.banned = {Vocabulary::pad_id, Vocabulary::start_id};
   const std::size_t chunk = 64;
   for (std::size_t begin = 0; begin < n; begin += chunk) {
     std::size_t end = std::min(n, begin + chunk);
     std::vector<int64_t> rows;
     for (std::size_t i = begin; i < end; ++i) rows.push_back(data.val[i].feature_row);
     auto features = data.gather(rows).to(device, at::kFloat);
-    auto hyps = greedy_decode(decoder, features, options.max_caption_length);
+    auto hyps = search(decoder, features, tokens, search_options);
     for (std::size_t i = begin; i < end; ++i) {
       const auto& img = data.val[i];
       references[img.id] = img.references;
-      candidates[img.id] = vocab.decode(hyps[i - begin]);
+      const auto& best = hyps[i - begin];
+      candidates[img.id] = best.empty() ? std::string() : vocab.decode(best.front().tokens);
     }
   }
   if (was_training) decoder->train();

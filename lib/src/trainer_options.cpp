@@ -140,7 +140,8 @@ TrainOptions train_options_from_json(const nlohmann::json& j, const TrainOptions
 #undef SATCAP_FROM_JSON
     if (!known) {
       std::string names;
-      for (auto& [name, _] : to_json(TrainOptions{}).items()) names += (names.empty() ? "" : ", ") + name;
+      const nlohmann::json defaults = to_json(TrainOptions{});
+      for (auto it2 = defaults.begin(); it2 != defaults.end(); ++it2) names += (names.empty() ? "" : ", ") + it2.key();
       throw UsageError(source + ": unknown training option \"" + key + "\" (known: " + names + ")");
     }
   }

@@ -173,10 +173,12 @@ struct TrainCommandOptions {
   std::string encoder = "mobilenet_v2";
   // Vocabulary: words seen fewer times in the training captions become <unk>.
   int min_word_count = 5;
+  // After training, decode the "test" split with the best model and write <out>/test_scores.json.
+  bool eval_test = true;
 };
 
 // Loads the dataset, builds (or on resume reloads) the vocabulary, opens or prepares the feature
-// store, trains, and writes the best model bundle to <out>/model. `options` is the effective
+// store, trains, writes the best model bundle to <out>/model and (eval_test) scores it on the test split. `options` is the effective
 // configuration (also written to <out>/config.effective.json).
 TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions& options,
                           c10::Device device = c10::Device(c10::kCPU), bool quiet = false);
