@@ -74,6 +74,10 @@ std::vector<double> parity(const std::string& name, const std::vector<std::strin
   at::NoGradGuard no_grad;
   at::Tensor probs = graph.run(input, graph.output_layers())[0];  // [B, 5]
   REQUIRE((probs.sizes() == at::IntArrayRef{input.size(0), 5}));
+  // Folding BatchNormalization into the convolutions (what the encoder does) keeps the result.
+  REQUIRE(graph.fold_batch_norms() > 0);
+  at::Tensor folded = graph.run(input, graph.output_layers())[0];
+  CHECK(at::allclose(folded, probs, 0, 1e-5));
   std::vector<double> diffs;
   for (std::int64_t b = 0; b < probs.size(0); ++b) {
     auto ref = reference.at("output").at(b).get<std::vector<double>>();

@@ -254,7 +254,7 @@ TEST_CASE("Feature store: gather throughput", "[.][store_bench]") {
   fs::path dir = fresh_temp_dir("store_bench") / "store";
   const std::size_t rows = 512;
   const int n = 196, D = 512;
-  for (FeatureDtype dt : {FeatureDtype::float32, FeatureDtype::float16}) {
+  for (FeatureDtype dt : {FeatureDtype::float16, FeatureDtype::float32, FeatureDtype::float16, FeatureDtype::float32}) {
     fs::remove_all(dir);
     {
       FeatureStore s = FeatureStore::create_or_resume(dir, make_spec(rows, n, D, dt));

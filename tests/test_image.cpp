@@ -365,6 +365,20 @@ TEST_CASE("bad files give an InputError that names the file and the reason", "[i
     write_bytes(p, cut);
     REQUIRE_THAT(error_of(p), Catch::Contains(p.string()) && Catch::Contains("truncated JPEG"));
   }
+  SECTION("damaged JPEG data: refused, not decoded to garbage") {
+    // Flip bits in the entropy-coded data of a real photograph, never creating a 0xFF byte.
+    fs::path photo = "/usr/share/darknet/data/dog.jpg";
+    if (fs::exists(photo)) {
+      std::ifstream in(photo, std::ios::binary);
+      ByteVec bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      for (std::size_t i = 20000; i + 30 < bytes.size(); i += 997) {
+        if (bytes[i] != 0xFF && bytes[i - 1] != 0xFF && (bytes[i] ^ 0x11) != 0xFF) bytes[i] ^= 0x11;
+      }
+      fs::path p = dir / "damaged.jpg";
+      write_bytes(p, bytes);
+      REQUIRE_THAT(error_of(p), Catch::Contains(p.string()) && Catch::Contains("corrupt JPEG"));
+    }
+  }
   SECTION("corrupt PNG data") {
     ByteVec bad = png;
     for (std::size_t i = 60; i < bad.size() - 20; i += 7) bad[i] ^= 0x5A;

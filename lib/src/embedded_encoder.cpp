@@ -109,6 +109,10 @@ class EmbeddedEncoder final : public Encoder {
       if (on) trainable_layers_.push_back(layers[i]);
     }
 
+    // Frozen BatchNormalizations are folded into their convolutions (same features to float
+    // rounding, fewer passes over memory); trainable ones stay separate so they can be tuned.
+    folded_ = graph_->fold_batch_norms();
+
     // One pass on a blank image gives the map's size and D.
     at::NoGradGuard no_grad;
     at::Tensor map = graph_->run(at::zeros({1, 3, pre_.height, pre_.width}), {spec.feature_layer})[0];
@@ -148,6 +152,7 @@ class EmbeddedEncoder final : public Encoder {
             {"dim", dim_},
             {"weights_digest", digest_},
             {"blocks", blocks_},
+            {"folded_batch_norms", folded_},
             {"trainable_blocks", options_.trainable_blocks}};
   }
 
@@ -177,6 +182,7 @@ class EmbeddedEncoder final : public Encoder {
   std::vector<std::string> blocks_, trainable_layers_;
   std::int64_t map_h_ = 0, map_w_ = 0;
   int dim_ = 0;
+  int folded_ = 0;
   bool training_ = false;
 };
 

@@ -183,7 +183,7 @@ struct FeatureStore::Impl {
         map = nullptr;
         throw InputError(data_path().string() + ": cannot map: " + errno_text());
       }
-      ::madvise(map, map_len, MADV_RANDOM);
+      // No MADV_RANDOM: a row spans many pages, and fault-around maps them in larger steps.
     }
   }
 
@@ -417,12 +417,8 @@ at::Tensor FeatureStore::gather(const std::vector<std::int64_t>& rows) const {
                                                                                      : "not prepared yet"));
     }
     const char* src = m.row_ptr(row);
-    if (m.spec.dtype == FeatureDtype::float32) {
-      std::memcpy(out.data_ptr<float>() + static_cast<std::int64_t>(b) * n * D, src, m.row_bytes);
-    } else {
-      at::Tensor half = at::from_blob(const_cast<char*>(src), {n, D}, at::TensorOptions().dtype(at::kHalf));
-      out[b].copy_(half);
-    }
+    const auto dtype = m.spec.dtype == FeatureDtype::float32 ? at::kFloat : at::kHalf;
+    out[static_cast<std::int64_t>(b)].copy_(at::from_blob(const_cast<char*>(src), {n, D}, at::TensorOptions().dtype(dtype)));
   }
   return out;
 }

@@ -133,13 +133,24 @@ int tiff_orientation(const std::uint8_t* p, std::size_t n) {
 
 [[noreturn]] void fail(const std::string& name, const std::string& why) { throw InputError(name + ": " + why); }
 
+std::string hex_byte(std::uint8_t v) {
+  const char* digits = "0123456789ABCDEF";
+  return {digits[v >> 4], digits[v & 15]};
+}
+
 void parse_jpeg(const std::string& name, Bytes b, HeaderInfo& h) {
   bool have_frame = false, have_exif = false, seen_scan = false;
   std::size_t pos = 2;
   while (true) {
     if (pos + 2 > b.n) fail(name, "truncated JPEG (no end-of-image marker)");
-    if (b.p[pos] != 0xFF) fail(name, "corrupt JPEG (expected a marker at byte " + std::to_string(pos) + ")");
+    if (b.p[pos] != 0xFF) {  // stray bytes between segments: skipped, as libjpeg does
+      ++pos;
+      continue;
+    }
     std::uint8_t marker = b.p[pos + 1];
+    if (marker < 0xC0 && marker != 0x01 && marker != 0xFF) {
+      fail(name, "corrupt JPEG (invalid marker 0xFF" + hex_byte(marker) + " at byte " + std::to_string(pos) + ")");
+    }
     if (marker == 0xFF) {  // fill byte
       ++pos;
       continue;
@@ -453,6 +464,17 @@ cv::Mat read_image_rgb(const fs::path& path, const ImageLimits& limits) {
   }
   if (messages.find("remature end") != std::string::npos) {  // libjpeg: "[Pp]remature end of ..."
     throw InputError(name + ": truncated " + std::string(fmt) + " data (" + messages + ")");
+  }
+  // Damaged entropy-coded data decodes to garbage with only a warning; refuse it. (Other
+  // warnings, such as "extraneous bytes before marker", leave the image intact.)
+  bool bad_restart = false;  // "extraneous bytes before marker 0xd0".."0xd7": a restart interval did not decode
+  for (std::size_t at = messages.find("before marker 0xd"); at != std::string::npos;
+       at = messages.find("before marker 0xd", at + 1)) {
+    char digit = at + 17 < messages.size() ? messages[at + 17] : 'x';
+    bad_restart = bad_restart || (digit >= '0' && digit <= '7');
+  }
+  if (bad_restart || messages.find("Huffman") != std::string::npos || messages.find("Invalid") != std::string::npos) {
+    throw InputError(name + ": corrupt " + std::string(fmt) + " data (" + messages + ")");
   }
   if (raw.cols != h.width || raw.rows != h.height) {
     // Only the TIFF decoder may turn the image (its own Orientation tag).

@@ -44,6 +44,8 @@ struct Layer {
   double negative_slope = 0, threshold = 0;
   std::int64_t axis = -1;  // Concatenate, NHWC axis
   std::int64_t groups = 1;
+  bool folded_away = false;  // a BatchNormalization folded into its convolution: identity
+  bool folded_into = false;  // a convolution that now includes the next BatchNormalization
   // Converted parameters: weight (OIHW or [out, in]), bias, gamma, beta, mean, var.
   std::map<std::string, at::Tensor> params;
 };
@@ -288,6 +290,7 @@ at::Tensor KerasGraph::Impl::forward(const Layer& l, const std::vector<at::Tenso
       return apply_activation(y, l.activation, l.name);
     }
     case Kind::batch_norm: {
+      if (l.folded_away) return x;
       // y = (x - mean) / sqrt(var + eps) * gamma + beta, with the moving statistics (inference).
       return at::batch_norm(x, param("gamma"), param("beta"), param("mean"), param("var"), false, 0.0, l.epsilon, false);
     }
@@ -359,6 +362,7 @@ std::vector<at::Tensor> KerasGraph::run(const at::Tensor& input, const std::vect
   for (const auto& name : outputs) {
     auto it = impl_->index.find(name);
     if (it == impl_->index.end()) throw ModelError("no layer named '" + name + "' in the model");
+    if (layers[it->second].folded_into) throw ModelError("layer '" + name + "' was folded with its BatchNormalization; its own output is not available");
     wanted.push_back(it->second);
   }
   // Which layers are needed, and how many needed layers read each one (to free maps early).
@@ -444,6 +448,41 @@ void KerasGraph::set_requires_grad(const std::string& layer, bool on) {
     const bool trainable = on && name != "mean" && name != "var";
     t = t.detach().set_requires_grad(trainable);
   }
+}
+
+int KerasGraph::fold_batch_norms() {
+  auto& layers = impl_->layers;
+  std::vector<int> readers(layers.size(), 0);
+  for (const auto& l : layers) for (int j : l.inputs) readers[j]++;
+  for (int o : impl_->outputs) readers[o]++;
+  auto frozen = [](const Layer& l) {
+    return std::none_of(l.params.begin(), l.params.end(), [](const auto& p) { return p.second.requires_grad(); });
+  };
+  int folded = 0;
+  for (auto& bn : layers) {
+    if (bn.kind != Kind::batch_norm || bn.folded_away || bn.inputs.size() != 1) continue;
+    Layer& conv = layers[bn.inputs[0]];
+    if ((conv.kind != Kind::conv && conv.kind != Kind::depthwise_conv) || conv.activation != "linear" ||
+        readers[bn.inputs[0]] != 1 || conv.folded_into || !frozen(conv) || !frozen(bn)) {
+      continue;
+    }
+    at::Tensor w = conv.params["weight"];
+    const auto out = w.size(0);
+    auto opts = w.options().dtype(at::kDouble);
+    at::Tensor mean = bn.params["mean"].to(at::kDouble), var = bn.params["var"].to(at::kDouble);
+    at::Tensor gamma = bn.params.count("gamma") ? bn.params["gamma"].to(at::kDouble) : at::ones({out}, opts);
+    at::Tensor beta = bn.params.count("beta") ? bn.params["beta"].to(at::kDouble) : at::zeros({out}, opts);
+    at::Tensor bias = conv.params.count("bias") ? conv.params["bias"].to(at::kDouble) : at::zeros({out}, opts);
+    if (mean.size(0) != out) continue;
+    at::Tensor s = gamma / at::sqrt(var + bn.epsilon);  // [out]
+    conv.params["weight"] = (w.to(at::kDouble) * s.view({out, 1, 1, 1})).to(w.scalar_type()).contiguous();
+    conv.params["bias"] = ((bias - mean) * s + beta).to(w.scalar_type());
+    conv.folded_into = true;
+    bn.folded_away = true;
+    bn.params.clear();
+    ++folded;
+  }
+  return folded;
 }
 
 void KerasGraph::to(c10::Device device) {

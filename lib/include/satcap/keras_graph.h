@@ -46,6 +46,12 @@ class KerasGraph {
   std::vector<at::Tensor> parameters(const std::string& layer) const;
   // Marks a layer's parameters as leaves that require (or not) gradients.
   void set_requires_grad(const std::string& layer, bool on);
+  // Folds each BatchNormalization into the Conv2D/DepthwiseConv2D it reads when that convolution
+  // is linear, read by nothing else and neither layer requires gradients:
+  // W' = W * s, b' = (b - mean) * s + beta with s = gamma / sqrt(var + eps) (computed in double).
+  // Faster inference; the folded convolutions' own (pre-normalization) outputs are no longer
+  // available from run(). Returns the number of folded pairs.
+  int fold_batch_norms();
   // Moves every parameter to `device` (parameters keep their requires_grad).
   void to(c10::Device device);
   c10::Device device() const;
