@@ -1,5 +1,5 @@
 // Dataset readers: COCO captions, Karpathy split files, Flickr8k token files; bad input.
-#include <catch2/catch.hpp>
+#include "testing.h"
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 

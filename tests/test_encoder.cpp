@@ -1,6 +1,6 @@
 // The encoder: parity of the imported networks with TensorFlow.js, region shapes, trainable
 // blocks, TorchScript encoders, and `satcap encode` end to end.
-#include <catch2/catch.hpp>
+#include "testing.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>

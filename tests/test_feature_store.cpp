@@ -1,8 +1,8 @@
 // The feature store: round trips, memory mapping, encoder identity, crash safety and resume.
 // ATen first: through glog it defines a CHECK macro that aborts; Catch's CHECK must win.
+#include "testing.h"
+
 #include <ATen/ATen.h>
-#undef CHECK
-#include <catch2/catch.hpp>
 #include <unistd.h>
 
 #include <chrono>

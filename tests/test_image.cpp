@@ -1,6 +1,6 @@
 // read_image_rgb and expand_image_inputs: every case is built here, in a temporary folder, with
 // OpenCV's encoders (or by hand where an encoder cannot make it: EXIF, truncation, bombs).
-#include <catch2/catch.hpp>
+#include "testing.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,7 +1,7 @@
 // Caption metrics: small cases computed by hand from the official formulas (pycocoevalcap), the
 // PTB tokenisation emulation, the `satcap score` command, and agreement with an independent
 // Python re-implementation of the official scorers (tools/metrics_reference.py).
-#include <catch2/catch.hpp>
+#include "testing.h"
 
 #include <cmath>
 #include <cstdlib>
@@ -151,7 +151,7 @@ TEST_CASE("missing and unknown images are reported, not scored", "[metrics]") {
 }
 
 TEST_CASE("tokenisation follows PTBTokenizer -lowerCase and drops the punctuation tokens", "[metrics]") {
-  auto tok = [](const std::string& s) { return joined(tokenize_caption(s)); };
+  auto tok = [](const std::string& s) { return joined(ptb_tokenize(s)); };
   REQUIRE(tok("A Dog's toy, on the couch.") == "a dog 's toy on the couch");
   REQUIRE(tok("The man doesn't know.") == "the man does n't know");
   REQUIRE(tok("They can't go; it cannot be") == "they ca n't go it can not be");

@@ -1,7 +1,7 @@
 // The attention overlays and the HTML gallery: maps peak where attention was put, the mask is
 // bright there and dark elsewhere, files come out one per word with safe names, failures to write
 // are OutputError, and the gallery page renders in headless Chromium with every picture decoded.
-#include <catch2/catch.hpp>
+#include "testing.h"
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>

@@ -1,8 +1,8 @@
 // prepare_features with a tiny fake encoder (2x2 grid of mean RGB): batching, resume, failures.
 // ATen first: through glog it defines a CHECK macro that aborts; Catch's CHECK must win.
+#include "testing.h"
+
 #include <ATen/ATen.h>
-#undef CHECK
-#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>

@@ -1,6 +1,6 @@
 // The scenes generator: determinism, boxes against the pixels written, captions against the
 // boxes, and the three JSON files against each other. Images are read back from disk.
-#include <catch2/catch.hpp>
+#include "testing.h"
 
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
@@ -16,6 +16,7 @@
 #include "satcap/error.h"
 #include "satcap/image.h"
 #include "satcap/scenes.h"
+#include "satcap/vocab.h"
 #include "test_util.h"
 
 using namespace satcap;

@@ -1,5 +1,5 @@
 // Tokenisation and the vocabulary.
-#include <catch2/catch.hpp>
+#include "testing.h"
 #include <nlohmann/json.hpp>
 
 #include "satcap/dataset.h"

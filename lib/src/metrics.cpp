@@ -684,7 +684,7 @@ size_t lcs(const std::vector<std::string>& a, const std::vector<std::string>& b)
 
 }  // namespace
 
-std::vector<std::string> tokenize_caption(const std::string& caption) {
+std::vector<std::string> ptb_tokenize(const std::string& caption) {
   std::string line = caption;
   std::replace(line.begin(), line.end(), '\n', ' ');  // ptbtokenizer.py: c['caption'].replace('\n', ' ')
   std::vector<std::string> out;
@@ -862,10 +862,10 @@ CaptionScores score_captions(const std::map<std::string, std::vector<std::string
   std::map<std::string, std::vector<std::string>> refs;
   for (const auto& [id, caps] : references) {
     auto& v = refs[id];
-    for (const auto& c : caps) v.push_back(join(tokenize_caption(c)));
+    for (const auto& c : caps) v.push_back(join(ptb_tokenize(c)));
   }
   std::map<std::string, std::string> cands;
-  for (const auto& [id, c] : candidates) cands[id] = join(tokenize_caption(c));
+  for (const auto& [id, c] : candidates) cands[id] = join(ptb_tokenize(c));
   return score_tokenized(refs, cands);
 }
 

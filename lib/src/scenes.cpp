@@ -1,4 +1,5 @@
 #include "satcap/scenes.h"
+#include "satcap/vocab.h"  // tokenize_caption: the tokens dataset.json stores
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -130,22 +131,6 @@ cv::Vec3b scene_colour_rgb(const std::string& colour) {
 std::string scene_split(int index) {
   int r = index % 10;
   return r < 8 ? "train" : r == 8 ? "val" : "test";
-}
-
-std::vector<std::string> tokenize_caption(const std::string& caption) {
-  std::vector<std::string> tokens;
-  std::string word;
-  for (char ch : caption) {
-    auto c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c)) {
-      word += static_cast<char>(std::tolower(c));
-    } else if (std::isspace(c) && !word.empty()) {
-      tokens.push_back(word);
-      word.clear();
-    }
-  }
-  if (!word.empty()) tokens.push_back(word);
-  return tokens;
 }
 
 // ---------------------------------------------------------------------------------------------

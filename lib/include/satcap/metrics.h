@@ -27,7 +27,7 @@ namespace satcap {
 // numbers, "5 7/8"-style fractions, SGML/HTML entities, acronyms before capitalised function words,
 // apostrophe words of the APOWORD class other than 'n' 'em 'till 'cause '90s o'/d'/l' (e.g. "Shi'ite"
 // splits), and lowercasing/letter classes beyond Latin-1, Latin Extended-A, Greek and Cyrillic.
-std::vector<std::string> tokenize_caption(const std::string& caption);
+std::vector<std::string> ptb_tokenize(const std::string& caption);
 
 // Scores of one evaluation. Metric keys: "BLEU-1".."BLEU-4", "ROUGE-L", "CIDEr" (0-1 scale, CIDEr 0-10).
 struct CaptionScores {
@@ -42,7 +42,7 @@ struct CaptionScores {
 };
 
 // Scores the candidates of the images present in both maps (image id -> raw captions). Tokenises
-// everything with tokenize_caption(). Document frequencies for CIDEr come from the references of
+// everything with ptb_tokenize(). Document frequencies for CIDEr come from the references of
 // the scored images only, as in the official code. Throws InputError if no image can be scored.
 CaptionScores score_captions(const std::map<std::string, std::vector<std::string>>& references,
                              const std::map<std::string, std::string>& candidates);

@@ -74,9 +74,6 @@ Scene make_scene(const SceneOptions& options, int index, const FashionMnist* fas
 // The split of image `index`: "train" (index % 10 < 8), "val" (8) or "test" (9).
 std::string scene_split(int index);
 
-// Lower case, punctuation dropped, split on spaces (the tokens dataset.json stores).
-std::vector<std::string> tokenize_caption(const std::string& caption);
-
 struct ScenesSummary {
   int images = 0;
   int objects = 0;
