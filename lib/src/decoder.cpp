@@ -1,0 +1,438 @@
+#include "satcap/decoder.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/init.h>
+#include <torch/utils.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <sstream>
+#include <vector>
+
+#include "satcap/error.h"
+
+namespace satcap {
+
+namespace {
+
+template <typename E>
+std::string name_of(const std::map<std::string, E>& names, E v) {
+  for (const auto& [k, x] : names)
+    if (x == v) return k;
+  return "?";
+}
+
+std::string shape_of(const at::Tensor& t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
+
+}  // namespace
+
+const std::map<std::string, AttentionKind>& attention_kind_names() {
+  static const std::map<std::string, AttentionKind> m{{"soft", AttentionKind::soft}, {"hard", AttentionKind::hard}};
+  return m;
+}
+const std::map<std::string, BetaKind>& beta_kind_names() {
+  static const std::map<std::string, BetaKind> m{
+      {"scalar", BetaKind::scalar}, {"vector", BetaKind::vector}, {"none", BetaKind::none}};
+  return m;
+}
+const std::map<std::string, AttentionActivation>& attention_activation_names() {
+  static const std::map<std::string, AttentionActivation> m{{"tanh", AttentionActivation::tanh},
+                                                            {"relu", AttentionActivation::relu}};
+  return m;
+}
+const std::map<std::string, HardDecode>& hard_decode_names() {
+  static const std::map<std::string, HardDecode> m{
+      {"expected", HardDecode::expected}, {"sample", HardDecode::sample}, {"argmax", HardDecode::argmax}};
+  return m;
+}
+std::string to_string(AttentionKind v) { return name_of(attention_kind_names(), v); }
+std::string to_string(BetaKind v) { return name_of(beta_kind_names(), v); }
+std::string to_string(AttentionActivation v) { return name_of(attention_activation_names(), v); }
+std::string to_string(HardDecode v) { return name_of(hard_decode_names(), v); }
+
+void DecoderOptions::validate() const {
+  auto fail = [](const std::string& field, const std::string& rule, double got) {
+    std::ostringstream s;
+    s << "decoder option " << field << " must " << rule << " (got " << got << ")";
+    throw UsageError(s.str());
+  };
+  if (vocab_size < 2) fail("vocab_size", "be at least 2", vocab_size);
+  if (feature_dim < 1) fail("feature_dim", "be at least 1", feature_dim);
+  if (regions < 0) fail("regions", "be 0 (any) or positive", regions);
+  if (embed_dim < 1) fail("embed_dim", "be at least 1", embed_dim);
+  if (attention_dim < 1) fail("attention_dim", "be at least 1", attention_dim);
+  if (hidden_dim < 1) fail("hidden_dim", "be at least 1", hidden_dim);
+  if (!(dropout >= 0 && dropout < 1)) fail("dropout", "be in [0, 1)", dropout);
+  auto nonneg = [&](const char* field, double v) {
+    if (!(v >= 0 && std::isfinite(v))) fail(field, "be a finite number >= 0", v);
+  };
+  nonneg("doubly_stochastic_lambda", doubly_stochastic_lambda);
+  nonneg("lambda_r", lambda_r);
+  nonneg("lambda_e", lambda_e);
+  if (!(baseline_decay >= 0 && baseline_decay <= 1)) fail("baseline_decay", "be in [0, 1]", baseline_decay);
+  if (!(semi_sampling_p >= 0 && semi_sampling_p <= 1)) fail("semi_sampling_p", "be in [0, 1]", semi_sampling_p);
+}
+
+void to_json(nlohmann::json& j, const DecoderOptions& o) {
+  j = nlohmann::json{{"vocab_size", o.vocab_size},
+                     {"feature_dim", o.feature_dim},
+                     {"regions", o.regions},
+                     {"embed_dim", o.embed_dim},
+                     {"attention_dim", o.attention_dim},
+                     {"hidden_dim", o.hidden_dim},
+                     {"dropout", o.dropout},
+                     {"attention", to_string(o.attention)},
+                     {"beta", to_string(o.beta)},
+                     {"deep_output", o.deep_output},
+                     {"init_mlp", o.init_mlp},
+                     {"attention_activation", to_string(o.attention_activation)},
+                     {"doubly_stochastic_lambda", o.doubly_stochastic_lambda},
+                     {"lambda_r", o.lambda_r},
+                     {"lambda_e", o.lambda_e},
+                     {"baseline_decay", o.baseline_decay},
+                     {"semi_sampling_p", o.semi_sampling_p}};
+}
+
+void from_json(const nlohmann::json& j, DecoderOptions& o) {
+  if (!j.is_object()) throw ModelError("decoder options: expected a JSON object");
+  auto field = [&](const char* key) -> const nlohmann::json& {
+    auto it = j.find(key);
+    if (it == j.end()) throw ModelError(std::string("decoder options: missing field '") + key + "'");
+    return *it;
+  };
+  auto get = [&](const char* key, auto& out) {
+    const auto& v = field(key);
+    try {
+      v.get_to(out);
+    } catch (const nlohmann::json::exception&) {
+      throw ModelError(std::string("decoder options: field '") + key + "' has the wrong type (" + v.dump() + ")");
+    }
+  };
+  auto get_enum = [&](const char* key, auto& out, const auto& names) {
+    std::string s;
+    get(key, s);
+    auto it = names.find(s);
+    if (it == names.end()) throw ModelError(std::string("decoder options: field '") + key + "' has unknown value '" + s + "'");
+    out = it->second;
+  };
+  DecoderOptions r;
+  get("vocab_size", r.vocab_size);
+  get("feature_dim", r.feature_dim);
+  get("regions", r.regions);
+  get("embed_dim", r.embed_dim);
+  get("attention_dim", r.attention_dim);
+  get("hidden_dim", r.hidden_dim);
+  get("dropout", r.dropout);
+  get_enum("attention", r.attention, attention_kind_names());
+  get_enum("beta", r.beta, beta_kind_names());
+  get("deep_output", r.deep_output);
+  get("init_mlp", r.init_mlp);
+  get_enum("attention_activation", r.attention_activation, attention_activation_names());
+  get("doubly_stochastic_lambda", r.doubly_stochastic_lambda);
+  get("lambda_r", r.lambda_r);
+  get("lambda_e", r.lambda_e);
+  get("baseline_decay", r.baseline_decay);
+  get("semi_sampling_p", r.semi_sampling_p);
+  try {
+    r.validate();
+  } catch (const UsageError& e) {
+    throw ModelError(std::string("decoder options: ") + e.what());
+  }
+  o = r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// DecoderState
+
+void DecoderState::expand_beams(int64_t k) {
+  if (beam != 1) throw std::logic_error("DecoderState::expand_beams: state already has beams");
+  h = h.repeat_interleave(k, 0);
+  c = c.repeat_interleave(k, 0);
+  beam = k;
+}
+
+void DecoderState::reorder(const at::Tensor& indices) {
+  h = h.index_select(0, indices);
+  c = c.index_select(0, indices);
+}
+
+void DecoderState::select_images(const at::Tensor& image_indices) {
+  auto idx = image_indices.to(features.device(), at::kLong);
+  features = features.index_select(0, idx);
+  projected = projected.index_select(0, idx);
+  // Rows of the kept images: image * beam + [0, beam).
+  auto rows = (idx.unsqueeze(1) * beam + at::arange(beam, idx.options()).unsqueeze(0)).reshape({-1});
+  h = h.index_select(0, rows);
+  c = c.index_select(0, rows);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DecoderImpl
+
+DecoderImpl::DecoderImpl(const DecoderOptions& options) : options_(options) {
+  options_.validate();
+  const auto& o = options_;
+  embed = register_module("embed", torch::nn::Embedding(o.vocab_size, o.embed_dim));
+  att_features = register_module("att_features", torch::nn::Linear(o.feature_dim, o.attention_dim));
+  att_hidden = register_module(
+      "att_hidden", torch::nn::Linear(torch::nn::LinearOptions(o.hidden_dim, o.attention_dim).bias(false)));
+  // No bias: a constant added to every e_ti cancels in the softmax (it would get no gradient).
+  att_score = register_module("att_score", torch::nn::Linear(torch::nn::LinearOptions(o.attention_dim, 1).bias(false)));
+  if (o.beta != BetaKind::none)
+    f_beta = register_module("f_beta",
+                             torch::nn::Linear(o.hidden_dim, o.beta == BetaKind::scalar ? 1 : o.feature_dim));
+  lstm = register_module("lstm", torch::nn::LSTMCell(o.embed_dim + o.feature_dim, o.hidden_dim));
+  if (o.init_mlp) {
+    init_h = register_module("init_h", torch::nn::Linear(o.feature_dim, o.hidden_dim));
+    init_c = register_module("init_c", torch::nn::Linear(o.feature_dim, o.hidden_dim));
+  }
+  if (o.deep_output) {
+    out_hidden = register_module("out_hidden", torch::nn::Linear(o.hidden_dim, o.embed_dim));
+    out_context = register_module("out_context", torch::nn::Linear(o.feature_dim, o.embed_dim));
+    out_vocab = register_module("out_vocab", torch::nn::Linear(o.embed_dim, o.vocab_size));
+  } else {
+    out_vocab = register_module("out_vocab", torch::nn::Linear(o.hidden_dim, o.vocab_size));
+  }
+  drop = register_module("drop", torch::nn::Dropout(o.dropout));
+  baseline_ = register_buffer("reinforce_baseline", at::zeros({}, at::kFloat));
+  {
+    torch::NoGradGuard no_grad;
+    embed->weight.uniform_(-0.1, 0.1);
+    out_vocab->weight.uniform_(-0.1, 0.1);
+    out_vocab->bias.zero_();
+  }
+}
+
+void DecoderImpl::check_features(const at::Tensor& features, const char* where) const {
+  if (features.dim() != 3 || features.size(2) != options_.feature_dim ||
+      (options_.regions > 0 && features.size(1) != options_.regions) || features.size(1) < 1) {
+    std::ostringstream s;
+    s << "decoder " << where << ": features have shape " << shape_of(features) << ", this decoder expects [B, "
+      << (options_.regions > 0 ? std::to_string(options_.regions) : std::string("n")) << ", "
+      << options_.feature_dim << "]";
+    throw ModelError(s.str());
+  }
+}
+
+DecoderState DecoderImpl::init_state(const at::Tensor& features) {
+  check_features(features, "init_state");
+  DecoderState st;
+  st.features = features;                               // [B, n, D]
+  st.projected = att_features->forward(features);       // [B, n, A]  W_a a_i + b, once per image
+  if (options_.init_mlp) {
+    auto mean = features.mean(1);                       // [B, D]
+    st.h = at::tanh(init_h->forward(mean));             // [B, H]
+    st.c = at::tanh(init_c->forward(mean));             // [B, H]
+  } else {
+    st.h = at::zeros({features.size(0), options_.hidden_dim}, features.options());
+    st.c = at::zeros_like(st.h);
+  }
+  st.beam = 1;
+  return st;
+}
+
+std::pair<at::Tensor, at::Tensor> DecoderImpl::attend(const DecoderState& st) {
+  const int64_t B = st.images(), K = st.beam, R = st.rows(), n = st.features.size(1);
+  // e_ti = w^T act(W_a a_i + b + U_a h_{t-1}) (eq. 4, the original code's f_att), broadcast over beams.
+  auto uh = att_hidden->forward(st.h).view({B, K, 1, -1});           // [B, K, 1, A]
+  auto pre = st.projected.unsqueeze(1) + uh;                          // [B, K, n, A]
+  pre = options_.attention_activation == AttentionActivation::tanh ? at::tanh(pre) : at::relu(pre);
+  auto e = att_score->forward(pre).view({R, n});                      // [R, n]
+  auto log_alpha = at::log_softmax(e, 1);                             // [R, n]
+  auto alpha = at::softmax(e, 1);                                     // [R, n]  alpha_t (eq. 5)
+  return {alpha, log_alpha};
+}
+
+at::Tensor DecoderImpl::expected_context(const DecoderState& st, const at::Tensor& alpha) const {
+  const int64_t B = st.images(), K = st.beam;
+  // sum_i alpha_ti a_i (eq. 13): [B, K, n] x [B, n, D] -> [B, K, D]
+  return at::bmm(alpha.view({B, K, -1}), st.features).view({B * K, -1});
+}
+
+at::Tensor DecoderImpl::located_context(const DecoderState& st, const at::Tensor& locations) const {
+  const int64_t n = st.features.size(1), D = st.features.size(2);
+  auto image = at::arange(st.rows(), locations.options()).div(st.beam, "floor");  // [R]
+  auto flat = image * n + locations;                                                 // [R]
+  return st.features.reshape({-1, D}).index_select(0, flat);                         // [R, D]  a_{s_t}
+}
+
+at::Tensor DecoderImpl::gate(const at::Tensor& h, const at::Tensor& context) {
+  if (options_.beta == BetaKind::none) return context;
+  return at::sigmoid(f_beta->forward(h)) * context;  // beta_t = sigmoid(f_beta(h_{t-1})), [R, 1] or [R, D]
+}
+
+at::Tensor DecoderImpl::output_logits(const at::Tensor& emb, const at::Tensor& h, const at::Tensor& z) {
+  if (!options_.deep_output) return out_vocab->forward(drop->forward(h));
+  // Deep output (eq. 7): L_o(E y_{t-1} + L_h h_t + L_z z_t), dropout on h_t and on the sum as the
+  // original code (which also puts a tanh on the sum; the paper's equation has none).
+  auto sum = emb + out_hidden->forward(drop->forward(h)) + out_context->forward(z);
+  return out_vocab->forward(drop->forward(sum));
+}
+
+StepOutput DecoderImpl::step(const at::Tensor& prev_ids, DecoderState& st, HardDecode mode) {
+  auto emb = embed->forward(prev_ids);  // [R, m]  E y_{t-1}
+  auto [alpha, log_alpha] = attend(st);
+  at::Tensor z;  // [R, D]
+  if (options_.attention == AttentionKind::soft || mode == HardDecode::expected) {
+    z = expected_context(st, alpha);
+  } else if (mode == HardDecode::sample) {
+    z = located_context(st, at::multinomial(alpha, 1).squeeze(1));
+  } else {
+    z = located_context(st, alpha.argmax(1));
+  }
+  z = gate(st.h, z);
+  auto hc = lstm->forward(at::cat({emb, z}, 1), std::make_tuple(st.h, st.c));
+  st.h = std::get<0>(hc);
+  st.c = std::get<1>(hc);
+  auto logits = output_logits(emb, st.h, z);  // [R, V]
+  return {at::log_softmax(logits, 1), alpha};
+}
+
+DecoderOutput DecoderImpl::forward(const at::Tensor& features, const at::Tensor& captions,
+                                   const at::Tensor& lengths) {
+  Context ctx = Context::expected;
+  if (options_.attention == AttentionKind::hard && is_training()) {
+    // Semi-sampling, drawn once per minibatch on the CPU generator (no device synchronisation).
+    const double p = options_.semi_sampling_p;
+    bool soft = p >= 1 || (p > 0 && at::rand({1}, at::TensorOptions().dtype(at::kDouble)).item<double>() < p);
+    ctx = soft ? Context::expected : Context::sample;
+  }
+  return teacher_forced(features, captions, lengths, ctx, {});
+}
+
+DecoderOutput DecoderImpl::forward(const at::Tensor& features, const at::Tensor& captions, const at::Tensor& lengths,
+                                   HardDecode mode) {
+  Context ctx = Context::expected;
+  if (options_.attention == AttentionKind::hard)
+    ctx = mode == HardDecode::sample ? Context::sample : mode == HardDecode::argmax ? Context::argmax : Context::expected;
+  return teacher_forced(features, captions, lengths, ctx, {});
+}
+
+DecoderOutput DecoderImpl::forward_at(const at::Tensor& features, const at::Tensor& captions,
+                                      const at::Tensor& lengths, const at::Tensor& locations) {
+  if (options_.attention != AttentionKind::hard)
+    throw UsageError("decoder forward_at: locations are given, but this decoder has soft attention");
+  if (locations.dim() != 2 || locations.size(0) != captions.size(0) || locations.size(1) != captions.size(1) - 1)
+    throw UsageError("decoder forward_at: locations have shape " + shape_of(locations) + ", expected [B, T-1]");
+  return teacher_forced(features, captions, lengths, Context::given, locations.to(features.device(), at::kLong));
+}
+
+DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::Tensor& captions,
+                                          const at::Tensor& lengths, Context context, const at::Tensor& locations) {
+  check_features(features, "forward");
+  const int64_t B = features.size(0);
+  if (captions.dim() != 2 || captions.size(0) != B || captions.size(1) < 2)
+    throw UsageError("decoder forward: captions have shape " + shape_of(captions) + ", expected [" +
+                     std::to_string(B) + ", T] with T >= 2");
+  if (lengths.dim() != 1 || lengths.size(0) != B)
+    throw UsageError("decoder forward: lengths have shape " + shape_of(lengths) + ", expected [" +
+                     std::to_string(B) + "]");
+  const int64_t S = captions.size(1) - 1;
+  const auto dev = features.device();
+  auto caps = captions.to(dev, at::kLong);
+  const bool hard = options_.attention == AttentionKind::hard;
+  const bool located = hard && context != Context::expected;
+
+  DecoderState st = init_state(features);
+  auto inputs = caps.slice(1, 0, S);           // [B, S]  y_0..y_{S-1} (<start> first)
+  auto emb = embed->forward(inputs);           // [B, S, m]  all steps at once
+  std::vector<at::Tensor> hs, zs, alphas, samples, sample_lp, entropies;
+  hs.reserve(S);
+  zs.reserve(S);
+  alphas.reserve(S);
+  for (int64_t t = 0; t < S; ++t) {
+    auto [alpha, log_alpha] = attend(st);      // [B, n]
+    at::Tensor z;                              // [B, D]
+    if (!located) {
+      z = expected_context(st, alpha);
+    } else {
+      at::Tensor s;                            // [B]  s_t
+      if (context == Context::sample)
+        s = at::multinomial(alpha.detach(), 1).squeeze(1);
+      else if (context == Context::argmax)
+        s = alpha.detach().argmax(1);
+      else
+        s = locations.select(1, t);
+      z = located_context(st, s);
+      samples.push_back(s);
+      sample_lp.push_back(log_alpha.gather(1, s.unsqueeze(1)).squeeze(1));  // log alpha_t[s_t]
+    }
+    if (hard) entropies.push_back(-(alpha * log_alpha).sum(1));            // H(alpha_t)
+    z = gate(st.h, z);
+    auto hc = lstm->forward(at::cat({emb.select(1, t), z}, 1), std::make_tuple(st.h, st.c));
+    st.h = std::get<0>(hc);
+    st.c = std::get<1>(hc);
+    hs.push_back(st.h);
+    zs.push_back(z);
+    alphas.push_back(alpha);
+  }
+  DecoderOutput out;
+  // The output layer runs once over all steps: [B, S, m], [B, S, H], [B, S, D] -> [B, S, V].
+  out.logits = output_logits(emb, at::stack(hs, 1), at::stack(zs, 1));
+  out.alphas = at::stack(alphas, 1);           // [B, S, n]
+  out.targets = caps.slice(1, 1, S + 1);       // [B, S]
+  auto valid = lengths.to(dev, at::kLong).sub(1).unsqueeze(1);                       // [B, 1]
+  out.mask = (at::arange(S, caps.options()).unsqueeze(0) < valid).to(features.scalar_type());  // [B, S]
+  if (located) {
+    out.samples = at::stack(samples, 1);        // [B, S]
+    out.sample_log_probs = at::stack(sample_lp, 1);
+    out.sampled = true;
+  }
+  if (hard) out.entropies = at::stack(entropies, 1);
+  return out;
+}
+
+LossTerms DecoderImpl::loss(const DecoderOutput& out) {
+  const auto& o = options_;
+  LossTerms r;
+  const auto& mask = out.mask;                                                       // [B, S]
+  auto log_p = at::log_softmax(out.logits, 2);                                       // [B, S, V]
+  auto token_nll = -log_p.gather(2, out.targets.unsqueeze(2)).squeeze(2) * mask;     // [B, S]
+  auto N = mask.sum().clamp_min(1);                                                  // tokens in the batch
+  auto caption_nll = token_nll.sum(1);                                               // [B]  NLL_n
+  r.tokens = N.detach();
+  r.caption_nll = caption_nll.detach();
+  r.nll = caption_nll.sum() / N;
+
+  // Doubly stochastic regularisation (eq. 14) over each caption's valid steps; a caption with no
+  // valid step (an all-padding row) contributes nothing.
+  auto coverage = (out.alphas * mask.unsqueeze(2)).sum(1);                           // [B, n]  sum_t alpha_ti
+  auto has_steps = (mask.sum(1) > 0).to(mask.scalar_type());                         // [B]
+  r.ds_reg = o.doubly_stochastic_lambda * ((1 - coverage).pow(2).sum(1) * has_steps).sum() / N;
+
+  auto zero = at::zeros({}, out.logits.options());
+  r.reinforce = zero;
+  r.entropy = zero;
+  r.baseline = baseline_.detach().clone();
+  if (out.sampled) {
+    // REINFORCE with the NLL as the cost to minimise (the negative reward). For a caption n with
+    // locations s ~ p(s | a) = prod_t alpha_t[s_t]:
+    //   d/dW E_s[NLL_n(s)] = E_s[ dNLL_n(s)/dW + (NLL_n(s) - b) * d log p(s)/dW ]
+    // for any b independent of s. The surrogate NLL_n + (NLL_n - b).detach() * log p(s) has exactly
+    // this gradient, so the term is ADDED with a plus sign: locations that gave a worse-than-baseline
+    // NLL get their log-probability pushed down. lambda_r (0.1, the original code) scales it, and it
+    // is divided by N like the NLL so that lambda_r = 1 gives the unbiased gradient of `nll`.
+    auto advantage = caption_nll.detach() - r.baseline;                              // [B]  NLL_n - b
+    auto log_p_s = (out.sample_log_probs * mask).sum(1);                             // [B]  sum_t log alpha_t[s_t]
+    r.reinforce = o.lambda_r * (advantage * log_p_s).sum() / N;
+    // Entropy bonus lambda_e * H[s]: maximised, hence subtracted from the loss.
+    r.entropy = o.lambda_e * (out.entropies * mask).sum() / N;
+  }
+  r.total = r.nll + r.ds_reg + r.reinforce - r.entropy;
+
+  if (o.attention == AttentionKind::hard && is_training()) {
+    // b <- decay * b + (1 - decay) * mean_n NLL_n, once per minibatch, after b was used above.
+    torch::NoGradGuard no_grad;
+    auto captions = has_steps.sum().clamp_min(1);
+    auto mean_nll = (caption_nll.detach() * has_steps).sum() / captions;
+    baseline_.mul_(o.baseline_decay).add_(mean_nll.to(baseline_.scalar_type()) * (1 - o.baseline_decay));
+  }
+  return r;
+}
+
+}  // namespace satcap
