@@ -24,7 +24,13 @@ struct EncoderOptions {
   std::string models_dir;
   // Number of the network's last blocks (up to the feature map) left trainable; 0 = frozen.
   int trainable_blocks = 0;
+  // Region grid (rows = cols): the feature map is average-pooled adaptively to grid x grid when
+  // its own size differs (MobileNetV2 at 224 gives 14x14 natively, InceptionV3 at 299 17x17).
+  int grid = 14;
 };
+
+// Throws UsageError for an invalid option ("--grid must be between 1 and 64 (got 0)").
+void validate(const EncoderOptions& options);
 
 class Encoder {
  public:

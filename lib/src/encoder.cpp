@@ -1,0 +1,84 @@
+#include "satcap/encoder.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <filesystem>
+
+#include "encoder_impl.h"
+#include "satcap/error.h"
+
+namespace satcap {
+
+void validate(const EncoderOptions& o) {
+  if (o.source.empty()) throw UsageError("--encoder must name an embedded encoder or a TorchScript file");
+  if (o.grid < 1 || o.grid > 64) throw UsageError("--grid must be between 1 and 64 (got " + std::to_string(o.grid) + ")");
+  if (o.trainable_blocks < 0) {
+    throw UsageError("--trainable-blocks must be 0 or more (got " + std::to_string(o.trainable_blocks) + ")");
+  }
+}
+
+at::Tensor Encoder::encode(const std::vector<cv::Mat>& rgb_images) {
+  if (trainable_parameters().empty()) {
+    at::NoGradGuard no_grad;
+    return forward(preprocess(rgb_images));
+  }
+  return forward(preprocess(rgb_images));
+}
+
+std::unique_ptr<Encoder> load_encoder(const EncoderOptions& options) {
+  validate(options);
+  const std::string& s = options.source;
+  const bool looks_like_file = s.find('/') != std::string::npos || (s.size() > 3 && s.substr(s.size() - 3) == ".pt") ||
+                               std::filesystem::exists(s);
+  if (s == "mobilenet_v2" || s == "inception_v3") return detail::load_embedded_encoder(options);
+  if (looks_like_file) return detail::load_torchscript_encoder(options);
+  throw UsageError("--encoder " + s + ": not an embedded encoder (mobilenet_v2, inception_v3) nor a TorchScript file");
+}
+
+namespace detail {
+
+nlohmann::json Preprocessing::describe() const {
+  return {{"input_size", {height, width}},
+          {"resize", align_corners ? "bilinear, align_corners=true (tf.image.resizeBilinear as nsfwjs)" : "bilinear"},
+          {"channel_order", bgr ? "BGR" : "RGB"},
+          {"scale", "pixel / 255"},
+          {"mean", mean},
+          {"std", std}};
+}
+
+at::Tensor preprocess_images(const std::vector<cv::Mat>& rgb_images, const Preprocessing& p, c10::Device device) {
+  if (rgb_images.empty()) throw InputError("no images to encode");
+  std::vector<at::Tensor> batch;
+  batch.reserve(rgb_images.size());
+  auto mean = at::tensor(std::vector<double>(p.mean.begin(), p.mean.end()), at::TensorOptions().dtype(at::kFloat))
+                  .view({1, 3, 1, 1}).to(device);
+  auto std = at::tensor(std::vector<double>(p.std.begin(), p.std.end()), at::TensorOptions().dtype(at::kFloat))
+                 .view({1, 3, 1, 1}).to(device);
+  for (std::size_t i = 0; i < rgb_images.size(); ++i) {
+    cv::Mat img = rgb_images[i];
+    if (img.empty() || img.type() != CV_8UC3) {
+      throw InputError("image " + std::to_string(i) + " of the batch is not 8-bit 3-channel RGB");
+    }
+    if (!img.isContinuous()) img = img.clone();
+    // [H, W, 3] uint8 (RGB) -> [1, 3, H, W] float in [0, 1] on the device.
+    at::Tensor x = at::from_blob(img.data, {img.rows, img.cols, 3}, at::kByte).to(device);
+    x = x.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat).div(255.0);
+    if (p.bgr) x = x.flip({1});
+    if (x.size(2) != p.height || x.size(3) != p.width) {
+      // nsfwjs divides by 255 first and then resizes; the same order here.
+      x = at::upsample_bilinear2d(x, std::vector<std::int64_t>{p.height, p.width}, p.align_corners, c10::nullopt, c10::nullopt);
+    }
+    batch.push_back(x);
+  }
+  return (at::cat(batch, 0) - mean) / std;  // [B, 3, H, W]
+}
+
+at::Tensor map_to_regions(const at::Tensor& map, int grid) {
+  at::Tensor m = map;  // [B, D, h, w]
+  if (m.size(2) != grid || m.size(3) != grid) m = at::adaptive_avg_pool2d(m, {grid, grid});
+  return m.flatten(2).transpose(1, 2).contiguous();  // [B, n, D], row-major over the grid
+}
+
+}  // namespace detail
+}  // namespace satcap
