@@ -1,0 +1,140 @@
+#include "satcap/prepare.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <chrono>
+#include <future>
+#include <optional>
+#include <unordered_set>
+
+#include "satcap/dataset.h"
+#include "satcap/encoder.h"
+#include "satcap/error.h"
+#include "satcap/feature_store.h"
+
+namespace fs = std::filesystem;
+
+namespace satcap {
+
+void validate(const PrepareOptions& options) {
+  if (options.batch_size < 1) throw UsageError("--batch must be at least 1 (got " + std::to_string(options.batch_size) + ")");
+  if (options.split.empty()) throw UsageError("--split must name a split or be 'all'");
+}
+
+namespace {
+
+struct Decoded {
+  std::vector<std::size_t> rows;       // rows decoded successfully
+  std::vector<cv::Mat> images;         // RGB, one per row
+  std::vector<std::size_t> failed_rows;
+  std::vector<std::string> failures;   // "path: reason", one per failed row
+};
+
+Decoded decode_batch(const std::vector<std::size_t>& rows, const std::vector<fs::path>& paths, const ImageLimits& limits) {
+  Decoded d;
+  for (std::size_t row : rows) {
+    try {
+      d.images.push_back(read_image_rgb(paths[row], limits));
+      d.rows.push_back(row);
+    } catch (const Error& e) {
+      d.failed_rows.push_back(row);
+      d.failures.push_back(e.what());
+    } catch (const std::exception& e) {  // OpenCV's own exceptions on broken files
+      d.failed_rows.push_back(row);
+      d.failures.push_back(paths[row].string() + ": " + e.what());
+    }
+  }
+  return d;
+}
+
+}  // namespace
+
+PrepareSummary prepare_features(const Dataset& dataset, Encoder& encoder, const std::string& store_dir,
+                                const PrepareOptions& options) {
+  validate(options);
+  const auto start = std::chrono::steady_clock::now();
+  // One row per image file of the split (two ids naming the same file share it).
+  FeatureStoreSpec spec;
+  std::vector<fs::path> paths;
+  std::unordered_set<std::string> seen;
+  for (const ImageEntry* image : dataset.split(options.split)) {
+    if (seen.insert(image->key).second) {
+      spec.keys.push_back(image->key);
+      paths.push_back(image->path);
+    }
+  }
+  if (spec.keys.empty()) {
+    throw InputError(dataset.source + ": no images in split '" + options.split + "' to prepare");
+  }
+  spec.encoder_identity = encoder.identity();
+  spec.encoder_description = encoder.describe();
+  spec.regions = encoder.regions();
+  spec.dim = encoder.dim();
+  spec.dtype = options.fp16 ? FeatureDtype::float16 : FeatureDtype::float32;
+  FeatureStore store = FeatureStore::create_or_resume(store_dir, spec);
+
+  PrepareSummary summary;
+  summary.images = spec.keys.size();
+  std::vector<std::size_t> todo;
+  for (std::size_t r = 0; r < store.size(); ++r) {
+    if (store.state(r) == RowState::written) ++summary.already;
+    else todo.push_back(r);  // empty, or failed before (retried: the file may be fixed now)
+  }
+  std::vector<std::vector<std::size_t>> batches;
+  for (std::size_t i = 0; i < todo.size(); i += static_cast<std::size_t>(options.batch_size)) {
+    batches.emplace_back(todo.begin() + static_cast<std::ptrdiff_t>(i),
+                         todo.begin() + static_cast<std::ptrdiff_t>(std::min(todo.size(), i + options.batch_size)));
+  }
+  auto launch = [&](std::size_t b) {
+    return std::async(std::launch::async, decode_batch, std::cref(batches[b]), std::cref(paths), options.limits);
+  };
+  std::future<Decoded> next;
+  if (!batches.empty()) next = launch(0);
+  at::NoGradGuard no_grad;
+  encoder.train(false);
+  std::size_t done = 0;
+  for (std::size_t b = 0; b < batches.size(); ++b) {
+    Decoded d = next.get();
+    if (b + 1 < batches.size()) next = launch(b + 1);  // decode the next batch while this one encodes
+    if (options.strict && !d.failures.empty()) {
+      store.commit();
+      if (next.valid()) next.wait();
+      throw InputError(d.failures.front());
+    }
+    for (std::size_t i = 0; i < d.failed_rows.size(); ++i) {
+      store.mark_failed(d.failed_rows[i]);
+      summary.failures.push_back(d.failures[i]);
+    }
+    if (!d.images.empty()) {
+      at::Tensor features;
+      try {
+        features = encoder.forward(encoder.preprocess(d.images));  // [B, n, D]
+      } catch (...) {
+        if (next.valid()) next.wait();
+        throw;
+      }
+      if (features.dim() != 3 || features.size(0) != static_cast<std::int64_t>(d.rows.size()) ||
+          features.size(1) != spec.regions || features.size(2) != spec.dim) {
+        if (next.valid()) next.wait();
+        throw ModelError("encoder '" + spec.encoder_identity + "' returned features of shape " + c10::str(features.sizes()) +
+                         " for " + std::to_string(d.rows.size()) + " images, expected [" + std::to_string(d.rows.size()) +
+                         ", " + std::to_string(spec.regions) + ", " + std::to_string(spec.dim) + "]");
+      }
+      features = features.to(at::kCPU, at::kFloat).contiguous();
+      const float* base = features.data_ptr<float>();
+      const std::size_t row_values = static_cast<std::size_t>(spec.regions) * static_cast<std::size_t>(spec.dim);
+      for (std::size_t i = 0; i < d.rows.size(); ++i) store.write(d.rows[i], base + i * row_values);
+      summary.encoded += d.rows.size();
+    }
+    store.commit();  // this batch is durable: an interrupted run resumes after it
+    done += batches[b].size();
+    if (options.progress) options.progress(summary.already + done, summary.images);
+  }
+  summary.failed = summary.failures.size();
+  store.finalize();
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return summary;
+}
+
+}  // namespace satcap
