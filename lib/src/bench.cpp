@@ -123,6 +123,14 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// CPU seconds this process has used (all threads). With --threads 1 on a busy machine, work per
+// CPU second is a steadier figure than work per wall second.
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 void sync(const c10::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
 }
@@ -235,7 +243,7 @@ json blas_info() {
   }
   using ThreadsFn = int (*)();
   if (auto fn = reinterpret_cast<ThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))) {
-    info["openblas_threads"] = fn();
+    info["openblas_max_threads"] = fn();  // OpenBLAS (OpenMP build) uses omp_get_max_threads() per call
   }
   std::string summary;
   for (const auto& l : libs) {
@@ -454,10 +462,12 @@ json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan
   }
   sync(device);
   double nll = 0;
+  const double cpu0 = process_cpu_seconds();
   auto start = Clock::now();
   for (const auto& b : batches) nll = train_step(b);
   sync(device);
   double seconds = seconds_since(start);
+  const double cpu_seconds = process_cpu_seconds() - cpu0;
   auto terms = training_flops(shape, words, parameters);
   // Adam runs once per step; the count above holds it once for all the captions.
   double flops = total_flops(terms) + 12.0 * static_cast<double>(parameters) * (plan.train_steps - 1);
@@ -470,7 +480,9 @@ json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan
           {"steps", plan.train_steps},
           {"words", tokens},
           {"seconds", seconds},
+          {"cpu_seconds", cpu_seconds},
           {"words_per_s", tokens / seconds},
+          {"words_per_cpu_s", tokens / cpu_seconds},
           {"seconds_per_step", seconds / plan.train_steps},
           {"gflop", flops / 1e9},
           {"gflops", gflops},
@@ -549,17 +561,21 @@ json measure_beam(const DecoderShape& shape, int64_t beam, const Plan& plan, con
   so.max_length = static_cast<int>(plan.beam_max_len);
   search(decoder, features.slice(0, 0, std::min<int64_t>(8, plan.beam_images)), tokens, so);  // warm-up
   sync(device);
+  const double cpu0 = process_cpu_seconds();
   auto start = Clock::now();
   auto result = search(decoder, features, tokens, so);
   sync(device);
   double seconds = seconds_since(start);
+  const double cpu_seconds = process_cpu_seconds() - cpu0;
   double words = 0;
   for (const auto& hyps : result) words += hyps.empty() ? 0 : static_cast<double>(hyps.front().tokens.size());
   return {{"beam", beam},
           {"images", plan.beam_images},
           {"max_len", plan.beam_max_len},
           {"seconds", seconds},
+          {"cpu_seconds", cpu_seconds},
           {"captions_per_s", static_cast<double>(plan.beam_images) / seconds},
+          {"captions_per_cpu_s", static_cast<double>(plan.beam_images) / cpu_seconds},
           {"mean_words", words / static_cast<double>(plan.beam_images)}};
 }
 

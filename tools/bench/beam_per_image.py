@@ -102,6 +102,7 @@ def main():
     benchutil.sync(torch_, device)
     steps = 0
     words = 0
+    cpu0 = benchutil.cpu_now()
     start = benchutil.now()
     for i in range(args.images):
         seq, n = caption_image_beam_search(decoder, features[i:i + 1], args.beam, args.max_len)
@@ -109,9 +110,11 @@ def main():
         words += len(seq) - 1
     benchutil.sync(torch_, device)
     seconds = benchutil.now() - start
+    cpu_seconds = benchutil.cpu_now() - cpu0
     benchutil.emit({"script": "beam_per_image", "beam": args.beam, "images": args.images, "max_len": args.max_len,
                     "threads": torch.get_num_threads(), "torch": torch.__version__, "seconds": seconds,
-                    "captions_per_s": args.images / seconds, "mean_steps": steps / args.images,
+                    "cpu_seconds": cpu_seconds, "captions_per_s": args.images / seconds,
+                    "captions_per_cpu_s": args.images / cpu_seconds, "mean_steps": steps / args.images,
                     "mean_words": words / args.images})
 
 

@@ -192,14 +192,17 @@ def main(cls=DecoderWithAttention, name="train_common"):
     batches = [make_batch(torch, args, device, b, features) for b in range(args.warmup, args.warmup + args.steps)]
     words = sum(batch[3] for batch in batches)
     loss = 0.0
+    cpu0 = benchutil.cpu_now()
     start = benchutil.now()
     for imgs, caps, caplens, _ in batches:
         loss = trainer.step(imgs, caps, caplens)
     benchutil.sync(torch_, device)
     seconds = benchutil.now() - start
+    cpu_seconds = benchutil.cpu_now() - cpu0
     benchutil.emit({"script": name, "attention": args.attention, "batch": args.batch, "steps": args.steps,
                     "warmup": args.warmup, "threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "words": words, "seconds": seconds, "words_per_s": words / seconds,
+                    "words": words, "seconds": seconds, "cpu_seconds": cpu_seconds,
+                    "words_per_s": words / seconds, "words_per_cpu_s": words / cpu_seconds,
                     "seconds_per_step": seconds / args.steps, "loss": loss})
 
 
