@@ -29,6 +29,11 @@ const CommandRegistration registration{
       sub.add_option("--only", opts->bench.parts, "Run only these parts: sgemm train python beam prepare growth")
           ->delimiter(',')
           ->capture_default_str();
+      sub.add_option("--batches", opts->bench.batches, "Training batch sizes (\"\" = 32,64; the last one is compared with Python)")
+          ->delimiter(',')
+          ->capture_default_str();
+      sub.add_option("--attention", opts->bench.attention, "Attention kinds to measure: both, soft or hard")
+          ->capture_default_str();
       sub.add_option("--python", opts->bench.python, "Python interpreter with PyTorch (Debian's python3-torch)")
           ->capture_default_str();
       sub.add_option("--scripts", opts->bench.scripts_dir, "Folder of the Python benchmark scripts (\"\" = <source>/tools/bench)")

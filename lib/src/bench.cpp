@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/cuda.h>
 #include <torch/optim/adam.h>
 #include <torch/version.h>
@@ -26,8 +27,12 @@
 #include <sstream>
 
 #include "satcap/build_config.h"
+#include "satcap/dataset.h"
 #include "satcap/decoder.h"
+#include "satcap/encoder.h"
 #include "satcap/error.h"
+#include "satcap/image.h"
+#include "satcap/prepare.h"
 #include "satcap/runtime.h"
 #include "satcap/search.h"
 
@@ -51,6 +56,11 @@ void BenchOptions::validate() const {
     }
   }
   if (python.empty()) throw UsageError("--python must name an interpreter");
+  if (attention != "both" && attention != "soft" && attention != "hard")
+    throw UsageError("--attention '" + attention + "': expected both, soft or hard");
+  for (auto b : batches) {
+    if (b < 1) throw UsageError("--batches: every batch size must be at least 1 (got " + std::to_string(b) + ")");
+  }
 }
 
 std::vector<int64_t> bench_caption_lengths(int64_t batch_index, int64_t batch_size) {
@@ -330,6 +340,15 @@ Plan make_plan(const BenchOptions& o) {
   return p;
 }
 
+Plan make_plan_with_overrides(const BenchOptions& o) {
+  Plan p = make_plan(o);
+  if (!o.batches.empty()) {
+    p.train_batches = o.batches;
+    p.python_batches = {o.batches.back()};
+  }
+  return p;
+}
+
 bool wants(const BenchOptions& o, const std::string& part, bool default_on) {
   if (o.parts.empty()) return default_on;
   return std::find(o.parts.begin(), o.parts.end(), part) != o.parts.end();
@@ -580,6 +599,101 @@ json measure_beam(const DecoderShape& shape, int64_t beam, const Plan& plan, con
 }
 
 // ---------------------------------------------------------------------------------------------
+// 5. the encoder pipeline: prepare (decode, resize, forward, store) vs the bare network forward
+
+const char* kPhotoDir = "/usr/share/darknet/data";
+
+// A COCO captions dataset of `count` real photographs (copies of darknet's sample JPEGs, 500-800
+// pixels wide) in `dir`: what prepare meets on COCO (JPEG decoding and resizing included).
+// Returns false when the photographs are missing.
+bool make_photo_dataset(const fs::path& dir, int64_t count) {
+  std::vector<fs::path> photos;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(kPhotoDir, ec)) {
+    if (e.path().extension() == ".jpg") photos.push_back(e.path());
+  }
+  if (photos.empty()) return false;
+  std::sort(photos.begin(), photos.end());
+  fs::create_directories(dir);
+  json images = json::array(), annotations = json::array();
+  for (int64_t i = 0; i < count; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "photo%05lld.jpg", static_cast<long long>(i));
+    fs::copy_file(photos[static_cast<size_t>(i) % photos.size()], dir / name, fs::copy_options::overwrite_existing);
+    images.push_back({{"id", i + 1}, {"file_name", name}});
+    annotations.push_back({{"id", i + 1}, {"image_id", i + 1}, {"caption", "a photograph"}});
+  }
+  std::ofstream(dir / "captions.json") << json{{"images", images}, {"annotations", annotations}}.dump();
+  return true;
+}
+
+json measure_prepare(const Plan& plan, const c10::Device& device, const fs::path& work, const Logger& log) {
+  const fs::path data_dir = work / "prepare-photos";
+  if (!make_photo_dataset(data_dir, plan.prepare_images)) {
+    return {{"error", std::string("no sample photographs in ") + kPhotoDir + " (apt-get install darknet)"}};
+  }
+  EncoderOptions eo;  // the default encoder
+  std::unique_ptr<Encoder> encoder;
+  try {
+    encoder = load_encoder(eo);
+  } catch (const Error& e) {
+    return {{"error", std::string("encoder: ") + e.what()}};
+  }
+  encoder->to(device);
+  encoder->train(false);
+  Dataset dataset = load_dataset(data_dir.string());
+  const int64_t B = plan.prepare_batch, N = static_cast<int64_t>(dataset.images.size());
+
+  // The network's input shape, from one preprocessed image.
+  at::Tensor one = encoder->preprocess({read_image_rgb(dataset.images.front().path)});
+  auto input_shape = one.sizes().vec();
+  input_shape[0] = B;
+  at::Tensor x = at::rand(input_shape, one.options());
+  {
+    at::NoGradGuard no_grad;
+    encoder->forward(x);  // warm-up
+  }
+  sync(device);
+
+  // prepare: the whole pipeline into a fresh store.
+  PrepareOptions po;
+  po.batch_size = static_cast<int>(B);
+  const fs::path store = work / "prepare-store";
+  fs::remove_all(store);
+  auto start = Clock::now();
+  PrepareSummary summary = prepare_features(dataset, *encoder, store.string(), po);
+  sync(device);
+  const double prepare_seconds = seconds_since(start);
+
+  // The bare forward over as many images, same batch size, same (no-grad) mode as encode().
+  start = Clock::now();
+  {
+    at::NoGradGuard no_grad;
+    for (int64_t done = 0; done < N; done += B) {
+      at::Tensor input = done + B <= N ? x : x.slice(0, 0, N - done);
+      encoder->forward(input);
+    }
+  }
+  sync(device);
+  const double forward_seconds = seconds_since(start);
+  fs::remove_all(store);
+  const double prepare_rate = static_cast<double>(summary.encoded) / prepare_seconds;
+  const double forward_rate = static_cast<double>(N) / forward_seconds;
+  log("  prepare ", std::fixed, std::setprecision(1), prepare_rate, " images/s, bare forward ", forward_rate,
+      " images/s (", encoder->identity(), ")");
+  return {{"encoder", encoder->identity()},
+          {"images", N},
+          {"batch", B},
+          {"input", input_shape},
+          {"source", std::string(kPhotoDir) + " JPEGs, copied"},
+          {"prepare_seconds", prepare_seconds},
+          {"prepare_images_per_s", prepare_rate},
+          {"forward_seconds", forward_seconds},
+          {"forward_images_per_s", forward_rate},
+          {"failed", summary.failed}};
+}
+
+// ---------------------------------------------------------------------------------------------
 // Report helpers
 
 double number_or(const json& j, const char* key, double fallback = 0) {
@@ -607,9 +721,22 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
   options.validate();
   const Logger log{log_stream};
   const c10::Device device = parse_device(options.device);
-  const Plan plan = make_plan(options);
+  const Plan plan = make_plan_with_overrides(options);
   const int threads = at::get_num_threads();
   auto bench_start = Clock::now();
+  // Scratch space for generated datasets and stores.
+  fs::path work = options.work_dir;
+  const bool own_work = work.empty();
+  if (own_work) work = fs::temp_directory_path() / ("satcap-bench-" + std::to_string(getpid()));
+  fs::create_directories(work);
+  struct Cleanup {
+    fs::path dir;
+    bool active;
+    ~Cleanup() {
+      std::error_code ec;
+      if (active) fs::remove_all(dir, ec);
+    }
+  } cleanup{work, own_work};
 
   json report;
   report["format"] = "satcap-bench";
@@ -647,6 +774,7 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
     }
   }
   for (bool hard : {false, true}) {
+    if (options.attention == (hard ? "soft" : "hard")) continue;
     const std::string sfx = hard ? "_hard" : "";
     DecoderShape shape = plan.shape;
     shape.hard = hard;
@@ -747,6 +875,18 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
     report["beam"] = section;
   }
 
+  // 5. prepare vs the bare encoder forward
+  if (wants(options, "prepare", true)) {
+    log("encoder: prepare vs bare forward, ", plan.prepare_images, " photographs, batch ", plan.prepare_batch, " ...");
+    json m = measure_prepare(plan, device, work, log);
+    if (m.contains("error")) log("  ", m["error"].get<std::string>());
+    report["prepare"] = m;
+    report["prepare_images_per_s"] = m.contains("error") ? json(nullptr) : m["prepare_images_per_s"];
+    report["forward_images_per_s"] = m.contains("error") ? json(nullptr) : m["forward_images_per_s"];
+    report["prepare_vs_forward"] =
+        ratio(number_or(m, "prepare_images_per_s"), number_or(m, "forward_images_per_s"));
+  }
+
   report["seconds"] = seconds_since(bench_start);
 
   // Targets (printed, never enforced).
@@ -810,6 +950,53 @@ std::string format_bench_report(const json& r) {
           << num(get("python_hoisted_words_per_s_b" + bs + sfx), 0) << std::setw(13)
           << num(get("train_vs_common_b" + bs + sfx), 2) << std::setw(12) << num(get("train_vs_hoisted_b" + bs + sfx), 2)
           << "\n";
+    }
+    out << "\n";
+  }
+  if (r.contains("beam")) {
+    out << "beam search (captions/s; " << r["beam"].value("model", "") << ")\n";
+    out << "  beam   satcap batched   Python per image   ratio\n";
+    for (int k : {1, 3, 5}) {
+      const std::string ks = "beam" + std::to_string(k);
+      if (!r.contains(ks + "_captions_per_s")) continue;
+      out << "  " << std::left << std::setw(7) << k << std::right << std::setw(14) << num(get(ks + "_captions_per_s"), 1)
+          << std::setw(19) << num(get(ks + "_per_image_captions_per_s"), 2) << std::setw(8)
+          << num(get(ks + "_vs_per_image"), 1) << "\n";
+    }
+    if (r.contains("beam5_captions_per_s_hard")) {
+      out << "  " << std::left << std::setw(7) << "5 hard" << std::right << std::setw(14)
+          << num(get("beam5_captions_per_s_hard"), 1) << std::setw(19) << num(get("beam5_per_image_captions_per_s"), 2)
+          << std::setw(8) << num(get("beam5_vs_per_image_hard"), 1) << "\n";
+    }
+    out << "\n";
+  }
+  if (r.contains("prepare")) {
+    const json& p = r["prepare"];
+    out << "encoder (images/s)\n";
+    if (p.contains("error")) {
+      out << "  not run: " << p["error"].get<std::string>() << "\n\n";
+    } else {
+      out << "  prepare (decode, resize, forward, store)  " << std::setw(8) << num(p["prepare_images_per_s"], 1) << "\n"
+          << "  bare forward, batch " << std::left << std::setw(21) << p["batch"].get<int64_t>() << std::right
+          << std::setw(8) << num(p["forward_images_per_s"], 1) << "\n"
+          << "  (" << p["encoder"].get<std::string>() << ", " << p["images"].get<int64_t>() << " photographs)\n\n";
+    }
+  }
+  if (r.contains("growth")) {
+    const json& g = r["growth"];
+    out << "growth (scenes dataset)\n";
+    if (g.contains("error")) {
+      out << "  not run: " << g["error"].get<std::string>() << "\n";
+    } else {
+      out << "  images   prepare ms/image  prepare peak MiB   train ms/image  train peak MiB\n";
+      for (const auto& run : g.value("runs", json::array())) {
+        out << "  " << std::left << std::setw(7) << run.value("images", 0) << std::right << std::setw(18)
+            << num(run.value("prepare_ms_per_image", json(nullptr)), 2) << std::setw(18)
+            << num(run.value("prepare_peak_rss_mib", json(nullptr)), 0) << std::setw(17)
+            << num(run.value("train_ms_per_image", json(nullptr)), 2) << std::setw(16)
+            << num(run.value("train_peak_rss_mib", json(nullptr)), 0) << "\n";
+        if (run.contains("error")) out << "    " << run["error"].get<std::string>() << "\n";
+      }
     }
     out << "\n";
   }

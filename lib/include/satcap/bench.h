@@ -43,6 +43,10 @@ struct BenchOptions {
   // Parts to run, any of sgemm, train, python, beam, prepare, growth (empty = all; growth is skipped
   // by quick and smoke unless named here).
   std::vector<std::string> parts;
+  // Training batch sizes to measure (empty = the mode's: 32 and 64; smoke: 4 and 8).
+  std::vector<int64_t> batches;
+  // Attention kinds to measure: "both", "soft" or "hard".
+  std::string attention = "both";
 
   // Throws UsageError naming the bad field.
   void validate() const;
