@@ -34,6 +34,11 @@ const CommandRegistration registration{
           ->capture_default_str();
       sub.add_option("--attention", opts->bench.attention, "Attention kinds to measure: both, soft or hard")
           ->capture_default_str();
+      sub.add_option("--growth-sizes", opts->bench.growth_sizes, "Dataset sizes of the growth runs (\"\" = 2000,20000)")
+          ->delimiter(',')
+          ->capture_default_str();
+      sub.add_option("--satcap", opts->bench.satcap_binary, "satcap binary for the growth runs (\"\" = this one)")
+          ->capture_default_str();
       sub.add_option("--python", opts->bench.python, "Python interpreter with PyTorch (Debian's python3-torch)")
           ->capture_default_str();
       sub.add_option("--scripts", opts->bench.scripts_dir, "Folder of the Python benchmark scripts (\"\" = <source>/tools/bench)")

@@ -24,6 +24,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "satcap/build_config.h"
@@ -60,6 +61,9 @@ void BenchOptions::validate() const {
     throw UsageError("--attention '" + attention + "': expected both, soft or hard");
   for (auto b : batches) {
     if (b < 1) throw UsageError("--batches: every batch size must be at least 1 (got " + std::to_string(b) + ")");
+  }
+  for (auto n : growth_sizes) {
+    if (n < 10) throw UsageError("--growth-sizes: every size must be at least 10 images (got " + std::to_string(n) + ")");
   }
 }
 
@@ -304,8 +308,8 @@ Plan make_plan(const BenchOptions& o) {
     p.shape.feature_dim = 64;
     p.shape.embed_dim = p.shape.attention_dim = p.shape.hidden_dim = 32;
     p.shape.vocab = 200;
-    p.train_batches = {4, 8};
-    p.python_batches = {8};
+    p.train_batches = {32, 64};  // tiny model, the full run's batch sizes (so the same report keys)
+    p.python_batches = {64};
     p.train_warmup = p.python_warmup = 1;
     p.train_steps = p.python_steps = 1;
     p.sgemm_seconds = 0.02;
@@ -342,6 +346,7 @@ Plan make_plan(const BenchOptions& o) {
 
 Plan make_plan_with_overrides(const BenchOptions& o) {
   Plan p = make_plan(o);
+  if (!o.growth_sizes.empty()) p.growth_sizes = o.growth_sizes;
   if (!o.batches.empty()) {
     p.train_batches = o.batches;
     p.python_batches = {o.batches.back()};
@@ -705,12 +710,84 @@ json ratio(double a, double b) {
   return a / b;
 }
 
-void add_target(json& report, const std::string& key, const std::string& label, double target, const char* unit) {
-  json t{{"key", key}, {"label", label}, {"target", target}, {"unit", unit}};
+void add_target(json& report, const std::string& key, const std::string& label, double target, const char* unit,
+                bool at_least = true) {
+  json t{{"key", key}, {"label", label}, {"target", target}, {"unit", unit}, {"at_least", at_least}};
   const json& v = report.contains(key) ? report[key] : json(nullptr);
   t["value"] = v;
-  t["met"] = v.is_number() ? json(v.get<double>() >= target) : json(nullptr);
+  t["met"] = v.is_number() ? json(at_least ? v.get<double>() >= target : v.get<double>() <= target) : json(nullptr);
   report["targets"].push_back(t);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. growth: time per image and peak memory of prepare and one training epoch, 2,000 vs 20,000 images
+
+std::string self_executable() {
+  std::error_code ec;
+  fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string() : p.string();
+}
+
+json measure_growth(const Plan& plan, const BenchOptions& o, int threads, const fs::path& work, const Logger& log) {
+  const std::string bin = o.satcap_binary.empty() ? self_executable() : o.satcap_binary;
+  if (bin.empty() || !fs::exists(bin)) return {{"error", "the satcap binary was not found: " + bin}};
+  json runs = json::array();
+  const std::vector<std::string> common = {"--threads", std::to_string(threads), "--device", o.device, "--quiet"};
+  auto run_step = [&](std::vector<std::string> args, json& run, const std::string& what) -> std::optional<ChildRun> {
+    std::vector<std::string> argv = {bin};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), common.begin(), common.end());
+    ChildRun r = run_child(argv);
+    if (r.exit_code != 0) {
+      run["error"] = what + " exited with " + std::to_string(r.exit_code) + ": " + last_lines(r.err, 3);
+      log("  ", run["error"].get<std::string>());
+      return std::nullopt;
+    }
+    return r;
+  };
+  for (int64_t n : plan.growth_sizes) {
+    json run{{"images", n}};
+    const fs::path dir = work / ("growth-" + std::to_string(n));
+    fs::remove_all(dir);
+    log("growth: ", n, " scenes: generating ...");
+    auto gen = run_step({"scenes", "--out", (dir / "data").string(), "--images", std::to_string(n)}, run, "satcap scenes");
+    if (gen) {
+      run["scenes_seconds"] = gen->seconds;
+      log("growth: ", n, " scenes: prepare ...");
+      auto prep = run_step({"prepare", "--data", (dir / "data").string(), "--out", (dir / "features").string()}, run,
+                           "satcap prepare");
+      if (prep) {
+        run["prepare_seconds"] = prep->seconds;
+        run["prepare_ms_per_image"] = prep->seconds * 1000 / static_cast<double>(n);
+        run["prepare_peak_rss_mib"] = static_cast<double>(prep->max_rss_kib) / 1024.0;
+        log("growth: ", n, " scenes: one training epoch ...");
+        // One epoch; validation on a fixed 50 images so that it costs the same at both sizes.
+        auto train = run_step({"train", "--data", (dir / "data").string(), "--features", (dir / "features").string(),
+                               "--out", (dir / "run").string(), "--epochs", "1", "--val-max-images", "50",
+                               "--checkpoint-every", "0", "--no-eval-test"},
+                              run, "satcap train");
+        if (train) {
+          const double train_images = static_cast<double>(n) * 0.8;  // the scenes' train split: 80%
+          run["train_seconds"] = train->seconds;
+          run["train_ms_per_image"] = train->seconds * 1000 / train_images;
+          run["train_peak_rss_mib"] = static_cast<double>(train->max_rss_kib) / 1024.0;
+        }
+      }
+    }
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    runs.push_back(run);
+  }
+  json g{{"runs", runs}, {"binary", bin}};
+  if (runs.size() >= 2) {
+    const json& a = runs.front();
+    const json& b = runs.back();
+    g["prepare_time_per_image_growth"] = ratio(number_or(b, "prepare_ms_per_image"), number_or(a, "prepare_ms_per_image"));
+    g["train_time_per_image_growth"] = ratio(number_or(b, "train_ms_per_image"), number_or(a, "train_ms_per_image"));
+    g["prepare_peak_rss_growth"] = ratio(number_or(b, "prepare_peak_rss_mib"), number_or(a, "prepare_peak_rss_mib"));
+    g["train_peak_rss_growth"] = ratio(number_or(b, "train_peak_rss_mib"), number_or(a, "train_peak_rss_mib"));
+  }
+  return g;
 }
 
 }  // namespace
@@ -887,6 +964,16 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
         ratio(number_or(m, "prepare_images_per_s"), number_or(m, "forward_images_per_s"));
   }
 
+  // 6. growth (full mode, or when named in --only)
+  if (wants(options, "growth", plan.mode == "full") && !plan.growth_sizes.empty()) {
+    json g = measure_growth(plan, options, threads, work, log);
+    report["growth"] = g;
+    for (const char* key : {"prepare_time_per_image_growth", "train_time_per_image_growth", "prepare_peak_rss_growth",
+                            "train_peak_rss_growth"}) {
+      report[std::string("growth_") + key] = g.contains(key) ? g[key] : json(nullptr);
+    }
+  }
+
   report["seconds"] = seconds_since(bench_start);
 
   // Targets (printed, never enforced).
@@ -898,6 +985,12 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
     add_target(report, "beam5_vs_per_image" + sfx, "beam 5 captions/s over per-image Python (" + att + ")", 5.0, "x");
   }
   add_target(report, "prepare_vs_forward", "prepare images/s over the bare encoder forward", 0.9, "x");
+  // Growth targets are upper bounds: value <= target.
+  if (report.contains("growth")) {
+    add_target(report, "growth_prepare_time_per_image_growth", "prepare time per image, largest / smallest dataset", 1.15, "x", false);
+    add_target(report, "growth_train_time_per_image_growth", "training time per image, largest / smallest dataset", 1.15, "x", false);
+    add_target(report, "growth_train_peak_rss_growth", "training peak RSS, largest / smallest dataset", 1.10, "x", false);
+  }
   return report;
 }
 
@@ -1004,7 +1097,7 @@ std::string format_bench_report(const json& r) {
   for (const auto& t : r["targets"]) {
     std::string met = t["met"].is_boolean() ? (t["met"].get<bool>() ? "met" : "NOT met") : "not measured";
     out << "  " << std::left << std::setw(72) << t["label"].get<std::string>() << std::right << std::setw(8)
-        << num(t["value"], 2) << " >= " << std::setw(4) << num(t["target"], 2) << t["unit"].get<std::string>() << "  "
+        << num(t["value"], 2) << (t.value("at_least", true) ? " >= " : " <= ") << std::setw(4) << num(t["target"], 2) << t["unit"].get<std::string>() << "  "
         << met << "\n";
   }
   out << "\ntotal " << num(get("seconds"), 0) << " s\n";

@@ -45,6 +45,8 @@ struct BenchOptions {
   std::vector<std::string> parts;
   // Training batch sizes to measure (empty = the mode's: 32 and 64; smoke: 4 and 8).
   std::vector<int64_t> batches;
+  // Dataset sizes of the growth measurement (empty = 2000 and 20000).
+  std::vector<int64_t> growth_sizes;
   // Attention kinds to measure: "both", "soft" or "hard".
   std::string attention = "both";
 
