@@ -19,13 +19,13 @@ constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 // Puts the decoder in eval mode for the search and restores its mode afterwards.
 class EvalGuard {
  public:
-  explicit EvalGuard(Decoder& d) : d_(d), was_training_(d->is_training()) { d_->eval(); }
+  explicit EvalGuard(Decoder d) : d_(d), was_training_(d->is_training()) { d_->eval(); }
   ~EvalGuard() {
     if (was_training_) d_->train(true);
   }
 
  private:
-  Decoder& d_;
+  Decoder d_;
   bool was_training_;
 };
 
@@ -33,7 +33,7 @@ double penalty(const SearchOptions& o, int64_t len) {
   return o.length_penalty > 0 ? std::pow((5.0 + static_cast<double>(len)) / 6.0, o.length_penalty) : 1.0;
 }
 
-void check_inputs(Decoder& decoder, const at::Tensor& features, const SearchTokens& tokens, const SearchOptions& o) {
+void check_inputs(const Decoder& decoder, const at::Tensor& features, const SearchTokens& tokens, const SearchOptions& o) {
   o.validate();
   const int64_t V = decoder->options().vocab_size;
   auto check_id = [&](const char* what, int64_t id) {
@@ -77,7 +77,7 @@ void SearchOptions::validate() const {
                      " (got " + std::to_string(alternatives) + ")");
 }
 
-std::vector<std::vector<Hypothesis>> search(Decoder& decoder, const at::Tensor& features, const SearchTokens& tokens,
+std::vector<std::vector<Hypothesis>> search(Decoder decoder, const at::Tensor& features, const SearchTokens& tokens,
                                             const SearchOptions& options) {
   if (options.beam_size == 1) return greedy_search(decoder, features, tokens, options);
   return beam_search(decoder, features, tokens, options);
@@ -87,7 +87,7 @@ std::vector<std::vector<Hypothesis>> search(Decoder& decoder, const at::Tensor& 
 // Greedy: argmax of (score + log p) at each step, lowest id among equal maxima; one host
 // synchronisation per step (are all images done?).
 
-std::vector<std::vector<Hypothesis>> greedy_search(Decoder& decoder, const at::Tensor& features,
+std::vector<std::vector<Hypothesis>> greedy_search(Decoder decoder, const at::Tensor& features,
                                                    const SearchTokens& tokens, const SearchOptions& options) {
   check_inputs(decoder, features, tokens, options);
   torch::NoGradGuard no_grad;
@@ -153,7 +153,9 @@ std::vector<std::vector<Hypothesis>> greedy_search(Decoder& decoder, const at::T
 // token first among ties), and the top 2K copied to the host (one synchronisation per step), where
 // each image's beam is rebuilt: a candidate ending in <end> within the top K becomes a finished
 // hypothesis, the others fill the K slots of the next beam (2K candidates always hold K that do not
-// end, since each beam has only one <end>). Slots without a valid candidate (K > V at the first
+// end, since each beam has only one <end>). An image stops when no live beam can beat its N-th best
+// finished hypothesis (see below), has no valid candidate left, or reaches max_length; its rows are
+// then dropped from the batch. Slots without a valid candidate (K > V at the first
 // steps, banned ids) hold -inf and are never returned. The attention rows travel with the rows:
 // the history [A * K, t, n] is reordered by the same indices as the decoder state.
 
@@ -174,7 +176,7 @@ struct Pending {  // a hypothesis whose alpha rows are still on the device
 
 }  // namespace
 
-std::vector<std::vector<Hypothesis>> beam_search(Decoder& decoder, const at::Tensor& features,
+std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tensor& features,
                                                  const SearchTokens& tokens, const SearchOptions& options) {
   check_inputs(decoder, features, tokens, options);
   torch::NoGradGuard no_grad;
@@ -258,10 +260,15 @@ std::vector<std::vector<Hypothesis>> beam_search(Decoder& decoder, const at::Ten
       // Is this image done? Stable sort keeps the earlier (shorter) hypothesis first among ties.
       auto& fin = finished[img];
       std::stable_sort(fin.begin(), fin.end(), [](const Pending& a, const Pending& b) { return a.score > b.score; });
-      bool done = chosen.empty() || static_cast<int64_t>(fin.size()) >= K || last_step;
-      if (!done && options.length_penalty == 0 && fin.size() >= N) {
-        // Without a length penalty scores only decrease: no live beam can overtake the N-th best.
-        done = chosen.front().second.log_prob <= fin[N - 1].score;
+      bool done = chosen.empty() || last_step;
+      if (!done && fin.size() >= N) {
+        // Stop when the best live beam, scored at its current length, cannot beat the N-th best
+        // finished one. Without a length penalty this is exact (log-probabilities only decrease);
+        // with one it is the usual heuristic (Hugging Face's default), since a longer caption's
+        // normalised score can still rise. Not stopping at "K finished" keeps a confident long
+        // caption from being crowded out by unlikely short ones, and keeps beam 1 == greedy.
+        const double best_alive = chosen.front().second.log_prob / penalty(options, t + 1);
+        done = best_alive <= fin[N - 1].score;
       }
       if (done) {
         if (fin.size() < N) {  // fill with the best cut-off hypotheses (at max_length)

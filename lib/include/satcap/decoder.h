@@ -138,11 +138,13 @@ struct DecoderOutput {
 // batch: nll is the mean token NLL, and the relative weights of the terms are those of the original
 // code's per-caption objective (which is N / B times this loss).
 struct LossTerms {
-  at::Tensor total;      // nll + ds_reg + reinforce - entropy  (what to backpropagate)
+  // nll + ds_reg + reinforce - entropy: what to backpropagate. With sampled hard attention it is a
+  // surrogate whose value means little (it can be negative); log nll and ds_reg instead.
+  at::Tensor total;
   at::Tensor nll;        // sum of masked token NLL / N
   at::Tensor ds_reg;     // lambda * sum_n sum_i (1 - sum_t alpha_nti)^2 / N  (valid steps only)
   at::Tensor reinforce;  // lambda_r * sum_n (NLL_n - b) * sum_t log alpha_t[s_t] / N  (0 unless sampled)
-  at::Tensor entropy;    // lambda_e * sum_n sum_t H(alpha_nt) / N  (0 for soft attention)
+  at::Tensor entropy;    // lambda_e * sum_n sum_t H(alpha_nt) / N  (0 unless sampled)
   at::Tensor caption_nll;  // [B] NLL_n = sum of caption n's token NLL (detached)
   at::Tensor baseline;     // b used for this minibatch, before its update (detached)
   at::Tensor tokens;       // N

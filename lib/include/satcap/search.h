@@ -55,12 +55,12 @@ struct Hypothesis {
 // features [B, n, D] on the decoder's device -> per image, up to `alternatives` hypotheses, best
 // first. Runs without autograd and in eval mode (the decoder's mode is restored afterwards).
 // Throws UsageError for bad options or token ids, ModelError for features the decoder cannot take.
-std::vector<std::vector<Hypothesis>> greedy_search(Decoder& decoder, const at::Tensor& features,
+std::vector<std::vector<Hypothesis>> greedy_search(Decoder decoder, const at::Tensor& features,
                                                    const SearchTokens& tokens, const SearchOptions& options);
-std::vector<std::vector<Hypothesis>> beam_search(Decoder& decoder, const at::Tensor& features,
+std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tensor& features,
                                                  const SearchTokens& tokens, const SearchOptions& options);
 // greedy_search when beam_size is 1, beam_search otherwise.
-std::vector<std::vector<Hypothesis>> search(Decoder& decoder, const at::Tensor& features,
+std::vector<std::vector<Hypothesis>> search(Decoder decoder, const at::Tensor& features,
                                             const SearchTokens& tokens, const SearchOptions& options);
 
 }  // namespace satcap
