@@ -77,6 +77,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    tune_allocator();
     configure_threads(global.threads);
     for (auto& [sub, run] : runs) {
       if (sub->parsed()) return run();

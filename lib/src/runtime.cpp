@@ -1,5 +1,6 @@
 #include "satcap/runtime.h"
 
+#include <malloc.h>
 #include <sched.h>
 
 #include <ATen/Parallel.h>
@@ -8,6 +9,7 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <cstdlib>
 #include <sstream>
 #include <thread>
 
@@ -25,6 +27,15 @@ int available_cores() {
   }
   unsigned hw = std::thread::hardware_concurrency();
   return hw > 0 ? static_cast<int>(hw) : 1;
+}
+
+void tune_allocator() {
+  for (const char* var : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"}) {
+    if (std::getenv(var)) return;
+  }
+  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);  // glibc's largest allowed value on 64-bit
+  mallopt(M_TRIM_THRESHOLD, static_cast<int>(2047LL * 1024 * 1024));  // int: about 2 GiB
+  mallopt(M_TOP_PAD, 256 * 1024 * 1024);
 }
 
 int configure_threads(int requested) {

@@ -11,6 +11,14 @@ namespace satcap {
 // (LibTorch here otherwise starts with one thread). Returns the count in force.
 int configure_threads(int requested);
 
+// Keeps freed memory in the process for reuse instead of handing it back to the kernel after every
+// tensor: glibc serves blocks up to 32 MiB from its heap and trims it only above 2 GiB of free top
+// memory. LibTorch frees and reallocates tens of megabytes per decoding step; with glibc's defaults
+// each such block is a fresh mmap whose pages are faulted in and zeroed again (measured with
+// `satcap bench`: about 2x the training step's speed). Does nothing when MALLOC_MMAP_THRESHOLD_,
+// MALLOC_TRIM_THRESHOLD_ or MALLOC_TOP_PAD_ is set in the environment (the user's choice wins).
+void tune_allocator();
+
 // Number of cores this process may run on (sched_getaffinity, not the machine's total).
 int available_cores();
 
