@@ -1,12 +1,13 @@
 // Greedy and beam search over the decoder's step API: beam 1 == greedy, scores and attention rows
 // equal what teacher forcing the returned captions gives, limits, wide beams, batching, ties.
-#include <catch2/catch.hpp>
+#include "testing.h"
 
 #include <ATen/ATen.h>
 #include <torch/optim/adam.h>
 #include <torch/utils.h>
 
 #include <cmath>
+#include <limits>
 #include <set>
 #include <vector>
 
