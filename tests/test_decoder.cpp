@@ -461,3 +461,24 @@ TEST_CASE("padding steps change neither the REINFORCE term nor the entropy bonus
   REQUIRE(at::allclose(ref.total, other.total, 1e-6, 1e-6));
   for (size_t i = 0; i < ref_grads.size(); ++i) REQUIRE(at::allclose(ref_grads[i], other_grads[i], 1e-5, 1e-6));
 }
+
+TEST_CASE("an empty batch goes through the forward, the loss and the step API", "[decoder]") {
+  for (auto kind : {AttentionKind::soft, AttentionKind::hard}) {
+    Decoder dec(tiny_options(kind));
+    dec->eval();
+    auto features = at::randn({0, 4, 5});
+    auto caps = at::zeros({0, 4}, at::kLong);
+    auto lens = at::zeros({0}, at::kLong);
+    DecoderOutput out;
+    REQUIRE_NOTHROW(out = dec->forward(features, caps, lens, HardDecode::sample));
+    REQUIRE(out.logits.sizes() == at::IntArrayRef({0, 3, 7}));
+    REQUIRE(out.alphas.sizes() == at::IntArrayRef({0, 3, 4}));
+    auto terms = dec->loss(out);
+    REQUIRE(terms.total.item<double>() == 0);
+    auto st = dec->init_state(features);
+    st.expand_beams(3);
+    auto s = dec->step(at::zeros({0}, at::kLong), st);
+    REQUIRE(s.log_probs.sizes() == at::IntArrayRef({0, 7}));
+    REQUIRE(s.alpha.sizes() == at::IntArrayRef({0, 4}));
+  }
+}

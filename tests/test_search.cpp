@@ -335,3 +335,15 @@ TEST_CASE("hard-attention decoders search with the expected, argmax or sampled c
   search(d, f, special(), o);
   REQUIRE(d->is_training());  // mode restored
 }
+
+TEST_CASE("an empty batch gives an empty result", "[search]") {
+  auto d = make_decoder(93);
+  auto f = at::randn({0, 6, 5});
+  for (int K : {1, 3}) {
+    SearchOptions o;
+    o.beam_size = K;
+    std::vector<std::vector<Hypothesis>> res;
+    REQUIRE_NOTHROW(res = search(d, f, special(), o));
+    REQUIRE(res.empty());
+  }
+}
