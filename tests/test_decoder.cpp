@@ -1,7 +1,7 @@
 // The Show, Attend and Tell decoder: shapes, masking, the doubly stochastic regulariser, gradient
 // flow, the step API against teacher forcing, and the hard-attention REINFORCE surrogate checked
 // against the exact gradient of the expected loss.
-#include <catch2/catch.hpp>
+#include "testing.h"
 
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
@@ -425,4 +425,60 @@ TEST_CASE("the hard-attention surrogate's gradient matches the exact gradient of
   // The control: dropping the score-function term leaves a clearly biased gradient.
   REQUIRE(p_max_z > 10);
   REQUIRE(p_mean_z2 > 10);
+}
+
+TEST_CASE("padding steps change neither the REINFORCE term nor the entropy bonus", "[decoder]") {
+  torch::manual_seed(8);
+  auto o = tiny_options(AttentionKind::hard);
+  Decoder dec(o);
+  dec->eval();  // keeps the baseline fixed; the loss still has the REINFORCE term for given locations
+  {
+    torch::NoGradGuard ng;
+    dec->named_buffers()["reinforce_baseline"].fill_(0.5);
+  }
+  auto features = at::randn({2, 4, 5});
+  auto [caps, lens] = make_captions({5, 3}, 5, 7);
+  auto locs = at::randint(0, 4, {2, 4}, at::kLong);
+  auto run = [&](const at::Tensor& c, const at::Tensor& l) {
+    dec->zero_grad();
+    auto terms = dec->loss(dec->forward_at(features, c, lens, l));
+    terms.total.backward();
+    std::vector<at::Tensor> grads;
+    for (auto& p : dec->parameters()) grads.push_back(p.grad().clone());
+    return std::make_pair(terms, grads);
+  };
+  auto [ref, ref_grads] = run(caps, locs);
+  REQUIRE(ref.reinforce.item<double>() != 0);
+  REQUIRE(ref.entropy.item<double>() > 0);
+  // Longer padding with arbitrary words and arbitrary locations on the padding steps.
+  auto longer = at::cat({caps, at::randint(3, 7, {2, 3}, at::kLong)}, 1);
+  longer.index_put_({1, at::indexing::Slice(3, at::indexing::None)}, at::randint(0, 7, {5}, at::kLong));
+  auto longer_locs = at::cat({locs, at::randint(0, 4, {2, 3}, at::kLong)}, 1);
+  longer_locs.index_put_({1, at::indexing::Slice(2, at::indexing::None)}, at::randint(0, 4, {5}, at::kLong));
+  auto [other, other_grads] = run(longer, longer_locs);
+  REQUIRE(at::allclose(ref.reinforce, other.reinforce, 1e-6, 1e-6));
+  REQUIRE(at::allclose(ref.entropy, other.entropy, 1e-6, 1e-6));
+  REQUIRE(at::allclose(ref.total, other.total, 1e-6, 1e-6));
+  for (size_t i = 0; i < ref_grads.size(); ++i) REQUIRE(at::allclose(ref_grads[i], other_grads[i], 1e-5, 1e-6));
+}
+
+TEST_CASE("an empty batch goes through the forward, the loss and the step API", "[decoder]") {
+  for (auto kind : {AttentionKind::soft, AttentionKind::hard}) {
+    Decoder dec(tiny_options(kind));
+    dec->eval();
+    auto features = at::randn({0, 4, 5});
+    auto caps = at::zeros({0, 4}, at::kLong);
+    auto lens = at::zeros({0}, at::kLong);
+    DecoderOutput out;
+    REQUIRE_NOTHROW(out = dec->forward(features, caps, lens, HardDecode::sample));
+    REQUIRE(out.logits.sizes() == at::IntArrayRef({0, 3, 7}));
+    REQUIRE(out.alphas.sizes() == at::IntArrayRef({0, 3, 4}));
+    auto terms = dec->loss(out);
+    REQUIRE(terms.total.item<double>() == 0);
+    auto st = dec->init_state(features);
+    st.expand_beams(3);
+    auto s = dec->step(at::zeros({0}, at::kLong), st);
+    REQUIRE(s.log_probs.sizes() == at::IntArrayRef({0, 7}));
+    REQUIRE(s.alpha.sizes() == at::IntArrayRef({0, 4}));
+  }
 }

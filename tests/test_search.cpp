@@ -1,12 +1,13 @@
 // Greedy and beam search over the decoder's step API: beam 1 == greedy, scores and attention rows
 // equal what teacher forcing the returned captions gives, limits, wide beams, batching, ties.
-#include <catch2/catch.hpp>
+#include "testing.h"
 
 #include <ATen/ATen.h>
 #include <torch/optim/adam.h>
 #include <torch/utils.h>
 
 #include <cmath>
+#include <limits>
 #include <set>
 #include <vector>
 
@@ -333,4 +334,16 @@ TEST_CASE("hard-attention decoders search with the expected, argmax or sampled c
   SearchOptions o;
   search(d, f, special(), o);
   REQUIRE(d->is_training());  // mode restored
+}
+
+TEST_CASE("an empty batch gives an empty result", "[search]") {
+  auto d = make_decoder(93);
+  auto f = at::randn({0, 6, 5});
+  for (int K : {1, 3}) {
+    SearchOptions o;
+    o.beam_size = K;
+    std::vector<std::vector<Hypothesis>> res;
+    REQUIRE_NOTHROW(res = search(d, f, special(), o));
+    REQUIRE(res.empty());
+  }
 }

@@ -238,8 +238,9 @@ DecoderState DecoderImpl::init_state(const at::Tensor& features) {
 
 std::pair<at::Tensor, at::Tensor> DecoderImpl::attend(const DecoderState& st) {
   const int64_t B = st.images(), K = st.beam, R = st.rows(), n = st.features.size(1);
+  const int64_t A = options_.attention_dim;  // explicit sizes: view's -1 is ambiguous for an empty batch
   // e_ti = w^T act(W_a a_i + b + U_a h_{t-1}) (eq. 4, the original code's f_att), broadcast over beams.
-  auto uh = att_hidden->forward(st.h).view({B, K, 1, -1});           // [B, K, 1, A]
+  auto uh = att_hidden->forward(st.h).view({B, K, 1, A});            // [B, K, 1, A]
   auto pre = st.projected.unsqueeze(1) + uh;                          // [B, K, n, A]
   pre = options_.attention_activation == AttentionActivation::tanh ? at::tanh(pre) : at::relu(pre);
   auto e = att_score->forward(pre).view({R, n});                      // [R, n]
@@ -249,9 +250,9 @@ std::pair<at::Tensor, at::Tensor> DecoderImpl::attend(const DecoderState& st) {
 }
 
 at::Tensor DecoderImpl::expected_context(const DecoderState& st, const at::Tensor& alpha) const {
-  const int64_t B = st.images(), K = st.beam;
+  const int64_t B = st.images(), K = st.beam, n = st.features.size(1), D = st.features.size(2);
   // sum_i alpha_ti a_i (eq. 13): [B, K, n] x [B, n, D] -> [B, K, D]
-  return at::bmm(alpha.view({B, K, -1}), st.features).view({B * K, -1});
+  return at::bmm(alpha.view({B, K, n}), st.features).view({B * K, D});
 }
 
 at::Tensor DecoderImpl::located_context(const DecoderState& st, const at::Tensor& locations) const {
