@@ -33,7 +33,9 @@ void tune_allocator() {
   for (const char* var : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"}) {
     if (std::getenv(var)) return;
   }
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);  // glibc's largest allowed value on 64-bit
+  // 1 GiB: the beam search's attention tensors are ~100 MB ([rows, n, A] at 50 images x beam 5);
+  // glibc 2.35+ accepts thresholds above its dynamic 32 MiB cap (older ones refuse, keeping 32 MiB).
+  if (mallopt(M_MMAP_THRESHOLD, 1024 * 1024 * 1024) != 1) mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
   mallopt(M_TRIM_THRESHOLD, static_cast<int>(2047LL * 1024 * 1024));  // int: about 2 GiB
   mallopt(M_TOP_PAD, 256 * 1024 * 1024);
 }

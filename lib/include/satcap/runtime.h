@@ -12,7 +12,7 @@ namespace satcap {
 int configure_threads(int requested);
 
 // Keeps freed memory in the process for reuse instead of handing it back to the kernel after every
-// tensor: glibc serves blocks up to 32 MiB from its heap and trims it only above 2 GiB of free top
+// tensor: glibc serves blocks up to 1 GiB from its heap and trims it only above 2 GiB of free top
 // memory. LibTorch frees and reallocates tens of megabytes per decoding step; with glibc's defaults
 // each such block is a fresh mmap whose pages are faulted in and zeroed again (measured with
 // `satcap bench`: about 2x the training step's speed). Does nothing when MALLOC_MMAP_THRESHOLD_,
