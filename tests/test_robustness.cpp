@@ -1,0 +1,42 @@
+// Hostile inputs found by using satcap as a careless or malicious user would: each case failed
+// (hung, crashed with exit 1, printed a wrong message, or left a misleading data set) before the
+// fix in the library it names. The library is called directly where it can be (fast); the binary
+// only where the exit code or the order of work is the point.
+#include "testing.h"
+
+#include <sys/stat.h>
+
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <string>
+
+#include "satcap/dataset.h"
+#include "satcap/encoded_features.h"
+#include "satcap/error.h"
+#include "satcap/image.h"
+#include "satcap/runtime.h"
+#include "satcap/scenes.h"
+#include "satcap/vocab.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using namespace satcap;
+
+TEST_CASE("absurd thread counts are refused instead of starting thousands of threads", "[robust]") {
+  // Before: --threads 100000 spent minutes creating OpenMP threads (a hang).
+  REQUIRE_THROWS_AS(validate_threads(-1), UsageError);
+  REQUIRE_THROWS_WITH(validate_threads(max_threads() + 1), Catch::Contains("--threads"));
+  REQUIRE_THROWS_AS(configure_threads(100000), UsageError);
+  REQUIRE_NOTHROW(validate_threads(0));
+  REQUIRE_NOTHROW(validate_threads(max_threads()));
+  SceneOptions scenes;
+  scenes.out_dir = "unused";
+  scenes.threads = 100000;
+  REQUIRE_THROWS_AS(validate(scenes), UsageError);
+  // The command: exit 2 and the library's message (not CLI11's range up to 1.8e308).
+  auto r = run_satcap({"info", "--threads", "100000"});
+  REQUIRE(r.exit_code == 2);
+  REQUIRE_THAT(r.err, Catch::Contains("--threads 100000"));
+  configure_threads(0);
+}
