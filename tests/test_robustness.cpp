@@ -40,3 +40,9 @@ TEST_CASE("absurd thread counts are refused instead of starting thousands of thr
   REQUIRE_THAT(r.err, Catch::Contains("--threads 100000"));
   configure_threads(0);
 }
+
+TEST_CASE("a folder given as an input with no images in it is reported, not skipped silently", "[robust]") {
+  const fs::path dir = fresh_temp_dir("robust_empty_folder");
+  fs::create_directories(dir / "x.jpg");  // a folder named like an image
+  REQUIRE_THROWS_WITH(expand_image_inputs({(dir / "x.jpg").string()}), Catch::Contains("x.jpg") && Catch::Contains("no images"));
+}
