@@ -46,3 +46,19 @@ TEST_CASE("a folder given as an input with no images in it is reported, not skip
   fs::create_directories(dir / "x.jpg");  // a folder named like an image
   REQUIRE_THROWS_WITH(expand_image_inputs({(dir / "x.jpg").string()}), Catch::Contains("x.jpg") && Catch::Contains("no images"));
 }
+
+TEST_CASE("encoded features refuse a folder as --out with its name, before any work", "[robust]") {
+  const fs::path dir = fresh_temp_dir("robust_features_out");
+  REQUIRE_THROWS_AS(check_encoded_features_path(dir), OutputError);
+  REQUIRE_THROWS_WITH(check_encoded_features_path(dir / "missing" / "f.bin"), Catch::Contains("missing"));
+  REQUIRE_NOTHROW(check_encoded_features_path(dir / "f.bin"));
+  REQUIRE(fs::is_empty(dir));  // the probe leaves nothing behind
+  EncodedFeatures data{at::zeros({1, 4, 2}), {"a.jpg"}, nlohmann::json::object()};
+  // Before: "error: DIR: Success" after the whole run.
+  REQUIRE_THROWS_WITH(save_encoded_features(dir, data), Catch::Contains("folder") && !Catch::Contains("Success"));
+  // The command checks --out first: nothing is encoded (no line on stdout) when it cannot be written.
+  auto r = run_satcap({"-q", "encode", (source_dir() / "datasets/samples/dog.jpg").string(), "--out", dir.string()});
+  REQUIRE(r.exit_code == 5);
+  REQUIRE(r.out.empty());
+  REQUIRE_THAT(r.err, Catch::Contains(dir.string()));
+}
