@@ -62,3 +62,23 @@ TEST_CASE("encoded features refuse a folder as --out with its name, before any w
   REQUIRE(r.out.empty());
   REQUIRE_THAT(r.err, Catch::Contains(dir.string()));
 }
+
+TEST_CASE("scenes --force that fails half-way leaves no old captions.json claiming a complete data set", "[robust]") {
+  const fs::path dir = fresh_temp_dir("robust_scenes_force");
+  SceneOptions o;
+  o.out_dir = dir.string();
+  o.images = 3;
+  o.size = 64;
+  o.threads = 1;
+  generate_scenes(o);
+  REQUIRE(fs::exists(dir / "captions.json"));
+  // Something in the way of the new run (as a full disk would be): a non-empty folder where an
+  // image goes. The run must fail, and the folder must not look like a complete data set.
+  fs::remove(dir / "images" / "scene_000002.png");
+  fs::create_directories(dir / "images" / "scene_000002.png" / "blocker");
+  o.force = true;
+  o.seed = 2;
+  REQUIRE_THROWS_AS(generate_scenes(o), OutputError);
+  REQUIRE_FALSE(fs::exists(dir / "captions.json"));
+  REQUIRE_FALSE(fs::exists(dir / "dataset.json"));
+}
