@@ -82,3 +82,22 @@ TEST_CASE("scenes --force that fails half-way leaves no old captions.json claimi
   REQUIRE_FALSE(fs::exists(dir / "captions.json"));
   REQUIRE_FALSE(fs::exists(dir / "dataset.json"));
 }
+
+TEST_CASE("JSON inputs that are folders or FIFOs are refused by name instead of crashing or blocking", "[robust]") {
+  const fs::path dir = fresh_temp_dir("robust_json_inputs");
+  const fs::path fifo = dir / "fifo.json";
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  // Before: load_dataset and Vocabulary::load opened the FIFO and waited forever for a writer.
+  REQUIRE_THROWS_WITH(load_dataset(fifo.string()), Catch::Contains("fifo.json") && Catch::Contains("regular"));
+  REQUIRE_THROWS_AS(Vocabulary::load(fifo), ModelError);
+  REQUIRE_THROWS_AS(Vocabulary::load(dir), ModelError);
+  // Before: score --results FOLDER ended with exit 1 ("basic_filebuf::underflow").
+  fs::create_directories(dir / "res");
+  write_text_file(dir / "ann.json", R"({"annotations": [{"image_id": 1, "caption": "a red square"}]})");
+  auto r = run_satcap({"-q", "score", "--results", (dir / "res").string(), "--annotations", (dir / "ann.json").string()});
+  REQUIRE(r.exit_code == 3);
+  REQUIRE_THAT(r.err, Catch::Contains("res"));
+  auto f = run_satcap({"-q", "score", "--results", fifo.string(), "--annotations", (dir / "ann.json").string()});
+  REQUIRE(f.exit_code == 3);
+  REQUIRE_THAT(f.err, Catch::Contains("fifo.json"));
+}
