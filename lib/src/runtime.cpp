@@ -40,8 +40,20 @@ void tune_allocator() {
   mallopt(M_TOP_PAD, 256 * 1024 * 1024);
 }
 
-int configure_threads(int requested) {
+int max_threads() { return kMaxThreadsPerCore * available_cores(); }
+
+void validate_threads(int requested) {
   if (requested < 0) throw UsageError("--threads must be 0 (all cores) or positive (got " + std::to_string(requested) + ")");
+  if (requested > max_threads()) {
+    // Thousands of OpenMP threads take minutes to start and only slow the work down.
+    throw UsageError("--threads " + std::to_string(requested) + ": at most " + std::to_string(max_threads()) + " (" +
+                     std::to_string(kMaxThreadsPerCore) + " per core; this process may use " +
+                     std::to_string(available_cores()) + " cores); use 0 for all cores");
+  }
+}
+
+int configure_threads(int requested) {
+  validate_threads(requested);
   int n = requested == 0 ? available_cores() : requested;
   at::set_num_threads(n);
   return at::get_num_threads();

@@ -7,8 +7,19 @@
 
 namespace satcap {
 
+// More threads than this per available core are refused (they only slow the work down, and
+// thousands of them take minutes to start).
+constexpr int kMaxThreadsPerCore = 4;
+
+// Throws UsageError naming --threads unless 0 <= requested <= max_threads().
+void validate_threads(int requested);
+
+// kMaxThreadsPerCore x available_cores().
+int max_threads();
+
 // Sets LibTorch's intra-op thread count. 0 means "the cores available to this process"
 // (LibTorch here otherwise starts with one thread). Returns the count in force.
+// Throws UsageError for a count validate_threads refuses.
 int configure_threads(int requested);
 
 // Keeps freed memory in the process for reuse instead of handing it back to the kernel after every
