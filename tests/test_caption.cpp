@@ -3,7 +3,7 @@
 // folders. Most tests use a RANDOM-WEIGHTS bundle built here through the bundle API (real encoder,
 // tiny untrained decoder): its captions are gibberish, which is all format and shape checks need.
 // One test runs the embedded default model (models/default) when it is installed.
-#include <catch2/catch.hpp>
+#include "testing.h"
 
 #include <ATen/ATen.h>
 #include <opencv2/imgcodecs.hpp>
