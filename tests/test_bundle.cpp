@@ -5,9 +5,8 @@
 #include "satcap/bundle.h"
 #include "satcap/error.h"
 #include "test_util.h"
-// Torch (through glog) defines an aborting CHECK macro: Catch's must win, so Catch comes last.
-#undef CHECK
-#include <catch2/catch.hpp>
+#include "testing.h"
+
 
 namespace fs = std::filesystem;
 using namespace satcap;

@@ -11,9 +11,8 @@
 #include "satcap/trainer.h"
 #include "satcap/vocab.h"
 #include "test_util.h"
-// Torch (through glog) defines an aborting CHECK macro: Catch's must win, so Catch comes last.
-#undef CHECK
-#include <catch2/catch.hpp>
+#include "testing.h"
+
 
 namespace fs = std::filesystem;
 using namespace satcap;
@@ -228,4 +227,57 @@ TEST_CASE("invalid training options are refused naming the option", "[train]") {
   o.lr = -1;
   CHECK_THROWS_AS(validate(o), UsageError);
   CHECK_NOTHROW(validate(TrainOptions{}));
+}
+
+TEST_CASE("satcap train: from a scenes data set to a model bundle, config file and resume", "[train]") {
+  if (!fs::exists(source_dir() / "models" / "embedded" / "mobilenet_v2" / "model.json")) {
+    WARN("models/embedded/mobilenet_v2 not imported (run tools/setup.sh): skipping satcap train end to end");
+    return;
+  }
+  auto dir = fresh_temp_dir("train_cli");
+  auto scenes = run_satcap({"scenes", "--out", (dir / "scenes").string(), "--images", "20", "--seed", "3"});
+  REQUIRE(scenes.exit_code == 0);
+  write_text_file(dir / "config.json", R"({"lr": 0.02, "batch_size": 16, "epochs": 5, "hidden_dim": 16})");
+  const std::vector<std::string> common{"train", "--data", (dir / "scenes").string(), "--out", (dir / "out").string(),
+                                        "--config", (dir / "config.json").string(), "--embed-dim", "8",
+                                        "--attention-dim", "8", "--min-word-count", "1", "--log-every", "1"};
+  auto args = common;
+  args.insert(args.end(), {"--epochs", "2", "--max-steps", "3"});
+  auto first = run_satcap(args);
+  INFO(first.err);
+  REQUIRE(first.exit_code == 0);
+  CHECK(fs::exists(dir / "out" / "features" / "meta.json"));  // prepared with the default encoder
+  auto effective = nlohmann::json::parse(read_text_file(dir / "out" / "config.effective.json"));
+  CHECK(effective.at("lr") == 0.02);           // from the config file
+  CHECK(effective.at("epochs") == 2);          // the command line wins over the file
+  CHECK(effective.at("batch_size") == 16);     // from the config file
+  CHECK(effective.at("hidden_dim") == 16);
+  CHECK(effective.at("dropout") == TrainOptions{}.dropout);  // default
+  Bundle bundle = load_bundle(dir / "out");
+  CHECK(bundle.decoder_options.hidden_dim == 16);
+  CHECK(bundle.decoder_options.feature_dim == 576);
+  CHECK(bundle.encoder_identity().find("mobilenet_v2") != std::string::npos);
+
+  // Resume to the end of the 2 epochs: validation runs and the best model is kept.
+  args = common;
+  args.insert(args.end(), {"--epochs", "2", "--resume", "--features", (dir / "out" / "features").string()});
+  auto second = run_satcap(args);
+  INFO(second.err);
+  REQUIRE(second.exit_code == 0);
+  CHECK(log_records(dir / "out", "val").size() == 2);
+  CHECK(log_records(dir / "out", "resume").size() == 1);
+  CHECK(fs::exists(dir / "out" / "curves.png"));
+  CHECK(fs::exists(dir / "out" / "test_scores.json"));
+
+  auto refused = run_satcap({"train", "--data", (dir / "scenes").string(), "--out", (dir / "other").string(),
+                             "--fine-tune-encoder"});
+  CHECK(refused.exit_code == 2);
+  CHECK_THAT(refused.err, Catch::Contains("not implemented"));
+  auto bad = run_satcap({"train", "--data", (dir / "scenes").string(), "--out", (dir / "other").string(), "--batch", "0"});
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.err, Catch::Contains("--batch"));
+  auto nothing = run_satcap({"train", "--data", (dir / "scenes").string(), "--out", (dir / "other").string(), "--resume",
+                             "--features", (dir / "out" / "features").string()});
+  CHECK(nothing.exit_code == 2);
+  CHECK_THAT(nothing.err, Catch::Contains("checkpoint.pt"));
 }

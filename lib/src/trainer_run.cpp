@@ -61,7 +61,15 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
 
   // The feature store: given, or prepared here with the default encoder.
   fs::path store_dir = command.features.empty() ? out / "features" : fs::path(command.features);
-  if (command.features.empty()) {
+  bool prepared = false;
+  if (command.features.empty() && fs::exists(store_dir / "meta.json")) {
+    try {  // prepared by an earlier run into <out>/features (a resume, or a second training)
+      prepared = FeatureStore::open(store_dir).complete();
+    } catch (const Error&) {
+      prepared = false;  // incomplete or mismatched: prepare_features resumes or reports it
+    }
+  }
+  if (command.features.empty() && !prepared) {
     EncoderOptions eo;
     eo.source = command.encoder;
     auto encoder = load_encoder(eo);
