@@ -445,25 +445,34 @@ TEST_CASE("an overlay folder or output file that cannot be written is an output 
   REQUIRE(h.exit_code == 5);
 }
 
-TEST_CASE("the embedded default model captions the darknet photos end to end", "[caption][default-model]") {
+TEST_CASE("the embedded default model captions the shipped samples end to end", "[caption][default-model]") {
   const fs::path model = default_model_dir();
-  if (!fs::exists(model / "config.json")) {
-    WARN("the default model " << model << " is not installed; run tools/setup.sh");
-    return;
-  }
+  REQUIRE(fs::exists(model / "config.json"));  // models/default is committed (trained on scenes)
   const fs::path dir = fresh_temp_dir("caption_default_model");
-  const auto images = darknet_images(3);
-  const auto r = run_satcap(args_with({"caption"}, {images[0], images[1], images[2], "--format", "json", "--beam", "3",
-                                                    "--overlay-dir", (dir / "overlays").string(), "--html",
-                                                    (dir / "gallery.html").string()}));
+  const fs::path samples = source_dir() / "datasets" / "samples";
+  const auto r = run_satcap({"caption", samples.string(), "--format", "json", "--beam", "3", "--overlay-dir",
+                             (dir / "overlays").string(), "--html", (dir / "gallery.html").string()});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   const json doc = json::parse(r.out);
-  REQUIRE(doc.size() == 3);
+  REQUIRE(doc.size() >= 2);
+  bool scene_seen = false;
   for (const auto& e : doc) {
     const std::size_t n = check_json_entry(e, 1);
     REQUIRE(n >= 1);
-    REQUIRE(e.at("caption").get<std::string>().find("<unk>") == std::string::npos);
+    REQUIRE(e.at("finished").get<bool>());
+    const std::string caption = e.at("caption");
+    REQUIRE(caption.find("<unk>") == std::string::npos);
+    REQUIRE(fs::is_directory(e.at("overlays").get<std::string>()));
+    // scene-1.jpg holds a large black star, a large blue square and a large red hexagon
+    // (datasets/README.md). The default model (2 epochs on 1,000 scenes) does not yet name them
+    // reliably, but a model trained on scenes must at least describe their size.
+    if (fs::path(e.at("image").get<std::string>()).filename() == "scene-1.jpg") {
+      scene_seen = true;
+      const auto words = words_of(caption);
+      CHECK(std::find(words.begin(), words.end(), "large") != words.end());
+    }
   }
+  REQUIRE(scene_seen);
   REQUIRE(fs::file_size(dir / "gallery.html") > 0);
 }
