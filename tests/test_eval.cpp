@@ -4,7 +4,7 @@
 // image, that pointing.jsonl agrees with the boxes and the grid geometry, that decoding from a
 // prepared feature store gives the images' captions, exit codes for bad input. Plus `satcap
 // compare` on a minute budget (two tiny training runs).
-#include <catch2/catch.hpp>
+#include "testing.h"
 
 #include <ATen/ATen.h>
 #include <opencv2/imgcodecs.hpp>

@@ -1,7 +1,7 @@
 // Pointing: hand-made boxes and attention rows whose answer is known from the geometry (cell
 // centres computed here from the grid, not by the code under test), the word -> class lexicon and
 // the COCO instances reader.
-#include <catch2/catch.hpp>
+#include "testing.h"
 
 #include <nlohmann/json.hpp>
 
