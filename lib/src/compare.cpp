@@ -189,32 +189,24 @@ CompareReport run_compare(const CompareOptions& o, c10::Device device, std::ostr
   }
   const Dataset dataset = load_dataset(data);
 
-  // 2. One feature store for both models.
+  // 2. One feature store for both models (a finished store is only checked: prepare_features
+  // resumes, encoding only the rows not written yet, and refuses another encoder's or dataset's store).
   const fs::path store = out / "features";
   {
     EncoderOptions eo;
     eo.source = o.encoder;
     std::unique_ptr<Encoder> encoder = load_encoder(eo);
-    bool ready = false;
-    try {
-      ready = FeatureStore::open(store, encoder->identity()).complete();
-    } catch (const Error&) {
-      ready = false;
-    }
-    if (ready) {
-      say("reusing the features in " + store.string());
-    } else {
-      encoder->to(device);
-      encoder->train(false);
-      PrepareOptions po;
-      if (!quiet)
-        po.progress = [&err](std::size_t done, std::size_t total) {
-          err << "\rcompare: preparing features " << done << "/" << total << std::flush;
-        };
-      const PrepareSummary ps = prepare_features(dataset, *encoder, store.string(), po);
-      if (!quiet) err << "\n";
-      for (const auto& f : ps.failures) err << "warning: " << f << " (image left out)\n";
-    }
+    encoder->to(device);
+    encoder->train(false);
+    PrepareOptions po;
+    if (!quiet)
+      po.progress = [&err](std::size_t done, std::size_t total) {
+        err << "\rcompare: preparing features " << done << "/" << total << std::flush;
+      };
+    const PrepareSummary ps = prepare_features(dataset, *encoder, store.string(), po);
+    if (!quiet) err << "\n";
+    if (ps.already > 0) say("reused " + std::to_string(ps.already) + " prepared images from " + store.string());
+    for (const auto& f : ps.failures) err << "warning: " << f << " (image left out)\n";
   }
 
   // 3. and 4. Train and evaluate each attention.
@@ -223,15 +215,18 @@ CompareReport run_compare(const CompareOptions& o, c10::Device device, std::ostr
     const fs::path run = out / attention;
     const fs::path done_file = run / "compare_training.json";
     json training;
+    json t = o.train;
+    t["attention"] = attention;
+    const TrainOptions to = train_options_from_json(t, TrainOptions{}, "training options");
+    // A finished run with the same options (and data) is reused; anything else is trained again.
     const auto previous = read_json_file(done_file);
-    if (!o.retrain && previous && fs::exists(run / "model" / "config.json")) {
+    if (!o.retrain && previous && previous->value("options", json()) == to_json(to) &&
+        previous->value("data", std::string()) == data && previous->value("min_word_count", 0) == o.min_word_count &&
+        fs::exists(run / "model" / "config.json")) {
       say("reusing the trained " + attention + " model in " + run.string() + " (--retrain to train again)");
       training = *previous;
     } else {
       fs::remove_all(run, ec);
-      json t = o.train;
-      t["attention"] = attention;
-      const TrainOptions to = train_options_from_json(t, TrainOptions{}, "training options");
       TrainCommandOptions tc;
       tc.data = data;
       tc.out = run.string();
@@ -248,7 +243,9 @@ CompareReport run_compare(const CompareOptions& o, c10::Device device, std::ostr
                   {"steps", s.steps},
                   {"epochs_completed", s.epochs_completed},
                   {"best_val_bleu4", s.best_bleu4},
-                  {"options", to_json(to)}};
+                  {"options", to_json(to)},
+                  {"data", data},
+                  {"min_word_count", o.min_word_count}};
       write_file_atomic(done_file, training.dump(1) + "\n");
     }
     EvalOptions eo;

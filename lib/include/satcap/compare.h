@@ -47,9 +47,11 @@ struct CompareOptions {
   int max_length = 20;
   // Evaluate at most this many test images (0 = all).
   int max_eval_images = 0;
-  // Image id of the test image drawn for the figure (-1 = the first test image naming the most objects).
+  // Image id of the test image drawn for the figure (-1 = the test image with the most objects,
+  // the first among equals).
   std::int64_t image_id = -1;
-  // Retrain even when OUT/soft/model and OUT/hard/model exist (otherwise finished runs are reused).
+  // Retrain even when OUT/soft and OUT/hard hold finished runs with the same options and data
+  // (otherwise those are reused and only evaluated again).
   bool retrain = false;
 };
 
