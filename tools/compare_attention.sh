@@ -7,7 +7,7 @@
 # this script only fixes the settings of the reported run.
 #
 #   tools/compare_attention.sh            the full run      -> out/compare/
-#   tools/compare_attention.sh --quick    a smoke run (~1 min) -> out/compare-quick/
+#   tools/compare_attention.sh --quick    a smoke run (minutes; checks the pipeline, not attention) -> out/compare-quick/
 #   tools/compare_attention.sh [--quick] --data DIR ...   any other `satcap compare` option is passed on
 #
 # Outputs: OUT/compare.md (the table), OUT/compare.json, OUT/attention_soft_vs_hard.png (one test
