@@ -347,3 +347,22 @@ TEST_CASE("an empty batch gives an empty result", "[search]") {
     REQUIRE(res.empty());
   }
 }
+
+TEST_CASE("returned attention rows own their memory, not the search's whole history", "[search]") {
+  auto f = at::randn({3, 6, 5});
+  auto d = trained_decoder(91, f, 30);
+  for (int K : {1, 3}) {
+    SearchOptions o;
+    o.beam_size = K;
+    o.alternatives = K;
+    o.max_length = 7;
+    auto res = K == 1 ? greedy_search(d, f, special(), o) : beam_search(d, f, special(), o);
+    for (const auto& hyps : res)
+      for (const auto& h : hyps) {
+        REQUIRE(h.alphas.is_contiguous());
+        // A view into the [images * beam, steps, n] history would keep all of it alive as long as
+        // the caller keeps the result (for every image of every batch of a caption run).
+        REQUIRE(h.alphas.storage().nbytes() == static_cast<size_t>(h.alphas.numel()) * sizeof(float));
+      }
+  }
+}

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <sstream>
 
 #include "satcap/error.h"
@@ -166,11 +167,20 @@ struct Alive {
   double log_prob = kNegInf;
 };
 
+// The alpha rows of the hypotheses that left the beam at one step, gathered from the history in
+// one index_select after the step ([count, t, n] or [count, t+1, n]): a hypothesis keeps only its own
+// rows alive, not the whole [A * K, t, n] history of that step.
+struct StepRows {
+  std::vector<int64_t> rows;  // history rows, in the order of `gathered`
+  at::Tensor gathered;
+};
+
 struct Pending {  // a hypothesis whose alpha rows are still on the device
   std::vector<int64_t> tokens;
   double log_prob = 0;
   double score = 0;
-  at::Tensor alphas;  // [len, n] device view
+  std::shared_ptr<StepRows> source;  // its alpha rows are source->gathered[index]: [len, n]
+  int64_t index = 0;
   bool finished = true;
 };
 
@@ -230,6 +240,13 @@ std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tens
 
     std::vector<int64_t> keep, rows, next_prev;
     std::vector<std::vector<Alive>> next_alive(A);
+    auto ended_rows = std::make_shared<StepRows>();  // from history (without this step's alpha)
+    auto cut_rows = std::make_shared<StepRows>();    // from extended (with it)
+    auto take = [](const std::shared_ptr<StepRows>& from, int64_t row, Pending& h) {
+      h.source = from;
+      h.index = static_cast<int64_t>(from->rows.size());
+      from->rows.push_back(row);
+    };
     const bool last_step = t + 1 == options.max_length;
     for (int64_t p = 0; p < A; ++p) {
       const int64_t img = active[p];
@@ -245,7 +262,7 @@ std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tens
             h.tokens = beams[slot].tokens;
             h.log_prob = v;
             h.score = v / penalty(options, static_cast<int64_t>(h.tokens.size()) + 1);
-            h.alphas = history[p * K + slot];  // [len, n]: the <end> step's alpha is not a word's
+            take(ended_rows, p * K + slot, h);  // [len, n]: the <end> step's alpha is not a word's
             finished[img].push_back(std::move(h));
           }
           continue;
@@ -277,7 +294,7 @@ std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tens
             h.tokens = chosen[j].second.tokens;
             h.log_prob = chosen[j].second.log_prob;
             h.score = h.log_prob / penalty(options, static_cast<int64_t>(h.tokens.size()));
-            h.alphas = extended[p * K + chosen[j].first];
+            take(cut_rows, p * K + chosen[j].first, h);
             h.finished = false;
             cut[img].push_back(std::move(h));
           }
@@ -296,6 +313,8 @@ std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tens
         na.push_back(std::move(a));
       }
     }
+    if (!ended_rows->rows.empty()) ended_rows->gathered = history.index_select(0, host_long(ended_rows->rows));
+    if (!cut_rows->rows.empty()) cut_rows->gathered = extended.index_select(0, host_long(cut_rows->rows));
     if (keep.empty()) {
       active.clear();
       break;
@@ -334,7 +353,10 @@ std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tens
       r.tokens = h->tokens;
       r.log_prob = h->log_prob;
       r.score = h->score;
-      r.alphas = h->alphas.to(at::kCPU, at::kFloat).contiguous();
+      // Always a copy, so the result owns exactly its rows (also on the CPU, where .to would alias).
+      r.alphas = h->source->gathered[h->index]
+                     .to(at::kCPU, at::kFloat, /*non_blocking=*/false, /*copy=*/true)
+                     .contiguous();
       r.finished = h->finished;
       results[b].push_back(std::move(r));
     }
