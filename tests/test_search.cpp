@@ -366,3 +366,28 @@ TEST_CASE("returned attention rows own their memory, not the search's whole hist
       }
   }
 }
+
+TEST_CASE("a decoder that produces NaN neither crashes the search nor leaves an image without a hypothesis",
+          "[search]") {
+  auto d = make_decoder(92);
+  {
+    torch::NoGradGuard ng;
+    d->out_vocab->bias.fill_(std::numeric_limits<float>::quiet_NaN());  // a diverged model
+  }
+  auto f = at::randn({2, 6, 5});
+  for (int K : {1, 3}) {
+    SearchOptions o;
+    o.beam_size = K;
+    o.max_length = 5;
+    std::vector<std::vector<Hypothesis>> res;
+    // Greedy used to feed the out-of-range id V back into the embedding.
+    REQUIRE_NOTHROW(res = K == 1 ? greedy_search(d, f, special(), o) : beam_search(d, f, special(), o));
+    REQUIRE(res.size() == 2);
+    for (const auto& hyps : res) {
+      REQUIRE(hyps.size() == 1);
+      REQUIRE_FALSE(hyps[0].finished);
+      REQUIRE(hyps[0].tokens.empty());
+      REQUIRE(hyps[0].alphas.size(0) == 0);
+    }
+  }
+}

@@ -111,13 +111,17 @@ std::vector<std::vector<Hypothesis>> greedy_search(Decoder decoder, const at::Te
     auto best = std::get<0>(total.max(1, true));                        // [B, 1]
     // The lowest id reaching the maximum (argmax's tie order is not specified on every device).
     auto tok = at::where(total == best, ids, at::full({}, V, long_opts)).amin(1);  // [B]
+    // No finite candidate (NaN log-probabilities from a diverged model, or every allowed id at
+    // -inf): the row stops here, unfinished. -1 marks it in the tokens; it is never fed back.
+    auto stuck = at::isfinite(best.squeeze(1)).logical_not().logical_and(done.logical_not());  // [B]
+    tok = at::where(stuck, at::full({}, -1, long_opts), tok);
     tok = at::where(done, at::full({}, tokens.end, long_opts), tok);
-    score = at::where(done, score, best.squeeze(1));
+    score = at::where(done.logical_or(stuck), score, best.squeeze(1));
     step_tokens.push_back(tok);
     step_alphas.push_back(out.alpha);
     step_scores.push_back(score);
-    done = done.logical_or(tok == tokens.end);
-    prev = tok;
+    done = done.logical_or(tok == tokens.end).logical_or(stuck);
+    prev = at::where(stuck, at::full({}, tokens.end, long_opts), tok);
     if (done.all().item<bool>()) break;
   }
   auto toks = at::stack(step_tokens, 1).cpu();                          // [B, S]
@@ -132,6 +136,10 @@ std::vector<std::vector<Hypothesis>> greedy_search(Decoder decoder, const at::Te
     h.finished = false;
     int64_t last = S - 1;
     for (int64_t t = 0; t < S; ++t) {
+      if (tacc[b][t] == -1) {  // stuck: its score at t is still that of the words before
+        last = t;
+        break;
+      }
       if (tacc[b][t] == tokens.end) {
         h.finished = true;
         last = t;
@@ -252,9 +260,11 @@ std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tens
       const int64_t img = active[p];
       auto& beams = alive[img];
       std::vector<std::pair<int64_t, Alive>> chosen;  // (source slot, hypothesis)
+      bool any_candidate = false;
       for (int64_t c = 0; c < C; ++c) {
         const double v = vacc[p][c];
-        if (!std::isfinite(v)) break;  // -inf: no valid candidates left (sorted last)
+        if (!std::isfinite(v)) break;  // -inf: no valid candidates left (sorted last); NaN: sorted first
+        any_candidate = true;
         const int64_t slot = iacc[p][c] / V, tok = iacc[p][c] % V;
         if (tok == tokens.end) {
           if (c < K) {
@@ -288,7 +298,20 @@ std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tens
         done = best_alive <= fin[N - 1].score;
       }
       if (done) {
-        if (fin.size() < N) {  // fill with the best cut-off hypotheses (at max_length)
+        if (fin.size() < N && !any_candidate) {
+          // No finite candidate at all (NaN log-probabilities from a diverged model): the live beams
+          // stop here, unfinished, so that the image still gets a hypothesis.
+          for (int64_t slot = 0; slot < K; ++slot) {
+            if (!std::isfinite(beams[slot].log_prob)) continue;
+            Pending h;
+            h.tokens = beams[slot].tokens;
+            h.log_prob = beams[slot].log_prob;
+            h.score = h.log_prob / penalty(options, static_cast<int64_t>(h.tokens.size()));
+            take(ended_rows, p * K + slot, h);  // [len, n]: history without this step
+            h.finished = false;
+            cut[img].push_back(std::move(h));
+          }
+        } else if (fin.size() < N) {  // fill with the best cut-off hypotheses (at max_length)
           for (size_t j = 0; j < chosen.size(); ++j) {
             Pending h;
             h.tokens = chosen[j].second.tokens;

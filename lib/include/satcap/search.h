@@ -6,7 +6,8 @@
 // (greedy picks the lowest token id among equal maxima), and beam_size 1 gives exactly greedy's
 // tokens and score. Every hypothesis stops at <end> or after max_length steps; when an image has
 // fewer than `alternatives` complete hypotheses, the best cut-off ones fill the list (marked
-// finished = false) instead of returning nothing.
+// finished = false) instead of returning nothing. A hypothesis with no finite continuation (NaN
+// log-probabilities from a diverged model) stops there, unfinished: every image gets at least one.
 #pragma once
 
 #include <ATen/core/Tensor.h>
