@@ -391,3 +391,24 @@ TEST_CASE("a decoder that produces NaN neither crashes the search nor leaves an 
     }
   }
 }
+
+TEST_CASE("the default tokens never let the search emit <pad> or <start>", "[search]") {
+  auto d = make_decoder(94);
+  {
+    torch::NoGradGuard ng;
+    d->out_vocab->bias[0].add_(20);  // a model that likes <pad> and <start>
+    d->out_vocab->bias[1].add_(19);
+  }
+  auto f = at::randn({2, 6, 5});
+  SearchTokens t;  // the defaults: the Vocabulary's ids
+  REQUIRE(t.start == 1);
+  REQUIRE(t.end == 2);
+  for (int K : {1, 3}) {
+    SearchOptions o;
+    o.beam_size = K;
+    o.max_length = 6;
+    for (const auto& hyps : search(d, f, t, o))
+      for (const auto& h : hyps)
+        for (auto tok : h.tokens) REQUIRE(tok >= 2);
+  }
+}
