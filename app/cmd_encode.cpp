@@ -31,6 +31,7 @@ struct EncodeCommandOptions {
 int run_encode(const EncodeCommandOptions& o) {
   if (o.batch < 1) throw UsageError("--batch must be at least 1 (got " + std::to_string(o.batch) + ")");
   const c10::Device device = parse_device(global_options().device);
+  if (!o.out.empty()) check_encoded_features_path(o.out);  // before the work, not after it
   auto encoder = load_encoder(o.encoder);
   encoder->to(device);
 

@@ -50,8 +50,7 @@ int main(int argc, char** argv) {
   cli.fallthrough();
   auto& global = mutable_global_options();
   cli.add_option("--threads", global.threads, "LibTorch threads (0 = all available cores)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->capture_default_str();  // range checked by configure_threads (one message, one place)
   cli.add_option("--device", global.device, "Compute device: cpu, cuda or cuda:N")->capture_default_str();
   cli.add_flag("-q,--quiet", global.quiet, "No progress output on stderr");
 
@@ -77,6 +76,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    tune_allocator();
     configure_threads(global.threads);
     for (auto& [sub, run] : runs) {
       if (sub->parsed()) return run();

@@ -457,7 +457,8 @@ TEST_CASE("expand_image_inputs takes files, folders and lists, in order", "[imag
 
   REQUIRE(expand_image_inputs({}).empty());
   fs::create_directories(dir / "empty");
-  REQUIRE(expand_image_inputs({(dir / "empty").string()}).empty());
+  // A folder given explicitly that holds no images is an error naming it (not silently nothing).
+  REQUIRE_THROWS_WITH(expand_image_inputs({(dir / "empty").string()}), Catch::Contains("empty") && Catch::Contains("no images"));
   REQUIRE_THROWS_WITH(expand_image_inputs({(dir / "missing.jpg").string()}),
                       Catch::Contains("missing.jpg") && Catch::Contains("no such file"));
   REQUIRE_THROWS_AS(expand_image_inputs({(dir / "missing.lst").string()}), InputError);

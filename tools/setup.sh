@@ -15,7 +15,6 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev libgloo-dev libopenblas0-openmp   # LibTorch (CPU) and a fast BLAS for it
   libopencv-dev nlohmann-json3-dev libcli11-dev catch2
-  nodejs npm                                      # imports the embedded encoder from npm
   darknet                                         # real photographs for the encoder's tests
   dataset-fashion-mnist                           # product photographs for `satcap scenes --objects fashion`
   python3 python3-torch python3-torchvision python3-numpy  # export_encoder.py and the Python benchmarks
@@ -25,6 +24,11 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm import the embedded encoder from the npm registry. Many machines carry their own
+# Node.js (with its npm) instead of Debian's, and Debian's npm conflicts with it: only install
+# Debian's when the commands are missing.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   log "installing: ${missing[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -30,6 +30,16 @@ std::string tensor_text(const at::Tensor& t) {
 
 }  // namespace
 
+void check_encoded_features_path(const fs::path& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw OutputError(path.string() + ": is a folder; give a file name");
+  const fs::path tmp = path.string() + ".tmp-" + std::to_string(getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) throw OutputError(path.string() + ": cannot write (" + std::strerror(errno) + ")");
+  ::close(fd);
+  ::unlink(tmp.c_str());
+}
+
 void save_encoded_features(const fs::path& path, const EncodedFeatures& data) {
   const at::Tensor& f = data.features;
   if (!f.defined() || f.dim() != 3 || f.size(0) != static_cast<std::int64_t>(data.images.size())) {
@@ -39,6 +49,8 @@ void save_encoded_features(const fs::path& path, const EncodedFeatures& data) {
                       {"format_version", kEncodedFeaturesVersion},
                       {"images", data.images},
                       {"encoder", data.encoder}};
+  std::error_code dir_ec;
+  if (fs::is_directory(path, dir_ec)) throw OutputError(path.string() + ": is a folder; give a file name");
   const fs::path tmp = path.string() + ".tmp-" + std::to_string(getpid());
   try {
     torch::serialize::OutputArchive archive;
@@ -61,11 +73,10 @@ void save_encoded_features(const fs::path& path, const EncodedFeatures& data) {
     throw OutputError(path.string() + ": " + reason);
   }
   ::close(fd);
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw OutputError(path.string() + ": " + ec.message());
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string reason = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    throw OutputError(path.string() + ": cannot write (" + reason + ")");
   }
 }
 

@@ -528,6 +528,7 @@ std::vector<fs::path> expand_image_inputs(const std::vector<std::string>& inputs
         std::error_code fec;
         if (it->is_regular_file(fec) && has_image_extension(it->path())) found.push_back(it->path());
       }
+      if (found.empty()) throw InputError(p.string() + ": folder holds no images (.jpg .jpeg .png .bmp .webp .tif .tiff)");
       std::sort(found.begin(), found.end());
       out.insert(out.end(), found.begin(), found.end());
       continue;

@@ -1,5 +1,6 @@
 #include "satcap/runtime.h"
 
+#include <malloc.h>
 #include <sched.h>
 
 #include <ATen/Parallel.h>
@@ -8,6 +9,7 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <cstdlib>
 #include <sstream>
 #include <thread>
 
@@ -27,8 +29,31 @@ int available_cores() {
   return hw > 0 ? static_cast<int>(hw) : 1;
 }
 
-int configure_threads(int requested) {
+void tune_allocator() {
+  for (const char* var : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"}) {
+    if (std::getenv(var)) return;
+  }
+  // 1 GiB: the beam search's attention tensors are ~100 MB ([rows, n, A] at 50 images x beam 5);
+  // glibc 2.35+ accepts thresholds above its dynamic 32 MiB cap (older ones refuse, keeping 32 MiB).
+  if (mallopt(M_MMAP_THRESHOLD, 1024 * 1024 * 1024) != 1) mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, static_cast<int>(2047LL * 1024 * 1024));  // int: about 2 GiB
+  mallopt(M_TOP_PAD, 256 * 1024 * 1024);
+}
+
+int max_threads() { return kMaxThreadsPerCore * available_cores(); }
+
+void validate_threads(int requested) {
   if (requested < 0) throw UsageError("--threads must be 0 (all cores) or positive (got " + std::to_string(requested) + ")");
+  if (requested > max_threads()) {
+    // Thousands of OpenMP threads take minutes to start and only slow the work down.
+    throw UsageError("--threads " + std::to_string(requested) + ": at most " + std::to_string(max_threads()) + " (" +
+                     std::to_string(kMaxThreadsPerCore) + " per core; this process may use " +
+                     std::to_string(available_cores()) + " cores); use 0 for all cores");
+  }
+}
+
+int configure_threads(int requested) {
+  validate_threads(requested);
   int n = requested == 0 ? available_cores() : requested;
   at::set_num_threads(n);
   return at::get_num_threads();

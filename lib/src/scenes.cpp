@@ -110,7 +110,7 @@ void validate(const SceneOptions& o) {
   if (o.size < 64 || o.size > 2048) {
     throw UsageError("--size must be between 64 and 2048 pixels (got " + std::to_string(o.size) + ")");
   }
-  if (o.threads < 0) throw UsageError("--threads must be 0 (all cores) or more (got " + std::to_string(o.threads) + ")");
+  validate_threads(o.threads);
 }
 
 const std::vector<std::string>& scene_categories(const std::string& objects) {
@@ -617,7 +617,7 @@ bool is_own_image(const fs::path& p) {
 }
 
 // Creates the output folder; refuses a non-empty one unless `force`, and then removes this
-// generator's own images from it (so a smaller data set leaves no stale images behind).
+// generator's own files (the JSON files first, then the images) from it (so a smaller data set leaves no stale images behind).
 void prepare_output(const SceneOptions& o) {
   fs::path dir(o.out_dir);
   std::error_code ec;
@@ -625,6 +625,15 @@ void prepare_output(const SceneOptions& o) {
   if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec) && !o.force) {
     throw UsageError("--out " + o.out_dir + ": folder is not empty; pass --force to write into it");
   }
+  // A previous data set here is replaced: its completeness marker (captions.json, written last)
+  // goes first, so a run that fails half-way (full disk) never leaves old annotations beside
+  // new images looking like a complete data set.
+  for (const char* file : {"captions.json", "dataset.json", "instances.json"}) {
+    if (!fs::remove(dir / file, ec) && ec && ec != std::errc::no_such_file_or_directory) {
+      throw OutputError((dir / file).string() + ": cannot remove the previous data set's file (" + ec.message() + ")");
+    }
+  }
+  ec.clear();
   fs::create_directories(dir / "images", ec);
   if (ec) throw OutputError(o.out_dir + ": cannot create folder (" + ec.message() + ")");
   for (auto it = fs::directory_iterator(dir / "images", ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {

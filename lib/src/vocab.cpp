@@ -202,6 +202,11 @@ void Vocabulary::save(const fs::path& path) const {
 }
 
 Vocabulary Vocabulary::load(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) {  // a folder reads as nothing, a FIFO would block
+    throw ModelError(path.string() + ": " + (fs::exists(path, ec) ? "not a regular file" : "no such file") +
+                     " (expected a vocabulary JSON file)");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ModelError(path.string() + ": cannot open vocabulary");
   std::ostringstream s;

@@ -23,6 +23,11 @@ struct EncodedFeatures {
 // Writes atomically (temporary file, fsync, rename); throws OutputError naming the path.
 void save_encoded_features(const std::filesystem::path& path, const EncodedFeatures& data);
 
+// Checks, before any work, that save_encoded_features(path, ...) can create its file: throws
+// OutputError naming the path when it is a folder or its folder is missing or not writable
+// (creates and removes the temporary file to find out).
+void check_encoded_features_path(const std::filesystem::path& path);
+
 // Throws InputError for a missing, malformed or newer file (naming it and what to do).
 EncodedFeatures load_encoded_features(const std::filesystem::path& path);
 

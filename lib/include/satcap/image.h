@@ -33,7 +33,7 @@ bool has_image_extension(const std::filesystem::path& path);
 // searched recursively for files with image extensions (sorted); a ".txt" or ".lst" file is a
 // list, one path per line (blank lines and lines starting with '#' skipped, relative paths taken
 // from the list's folder, surrounding spaces and a UTF-8 BOM ignored). Throws InputError for an
-// input that does not exist or a folder that cannot be listed; the entries of a list are not
+// input that does not exist, a folder that cannot be listed or holds no images; the entries of a list are not
 // checked here (read_image_rgb reports each bad one, so a batch can go on with the others).
 std::vector<std::filesystem::path> expand_image_inputs(const std::vector<std::string>& inputs);
 

@@ -1,0 +1,186 @@
+// Training the decoder on a prepared feature store (the encoder stays frozen: features are read,
+// never re-encoded). Adam with gradient clipping, learning-rate decay and early stopping on a
+// validation BLEU-4 computed from real decoding (greedy or beam search, not teacher forcing),
+// atomic checkpoints that resume bit-for-bit, a JSONL log, a progress bar and a PNG of the curves.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "satcap/decoder.h"
+
+namespace satcap {
+
+class Vocabulary;
+
+struct TrainOptions {
+  // Passes over the training captions.
+  int epochs = 20;
+  // Captions per minibatch (the paper: 64).
+  int batch_size = 64;
+  // Adam's learning rate (the common reimplementation: 4e-4 for the decoder).
+  double lr = 4e-4;
+  // Gradients are clipped to this global L2 norm; 0 = no clipping.
+  double grad_clip = 5.0;
+  // The learning rate is multiplied by lr_decay after lr_decay_patience validations without improvement.
+  double lr_decay = 0.8;
+  // Validations without a better BLEU-4 before the learning rate decays (0 = never decay).
+  int lr_decay_patience = 8;
+  // Validations without a better BLEU-4 before training stops (0 = never stop early).
+  int early_stop_patience = 20;
+  // The decoder's shape and regularisation (copied into DecoderOptions for a new model; a resumed
+  // model keeps its own). Attention: "soft" (deterministic) or "hard" (stochastic, REINFORCE).
+  std::string attention = "soft";
+  // Word embedding size m.
+  int embed_dim = 512;
+  // Attention MLP width.
+  int attention_dim = 512;
+  // LSTM width H.
+  int hidden_dim = 512;
+  // Dropout on h_t and the deep-output sum (the original code: 0.5).
+  double dropout = 0.5;
+  // lambda of the doubly stochastic regularisation lambda * sum_i (1 - sum_t alpha_ti)^2.
+  double alpha_c = 1.0;
+  // Write a checkpoint every this many optimizer steps (0 = only at the end of each epoch).
+  int checkpoint_every = 1000;
+  // Write a train-loss log record every this many steps.
+  int log_every = 50;
+  // Validate (decode + score) every this many epochs.
+  int val_every = 1;
+  // Beam size of the validation decoding (1 = greedy).
+  int val_beam_size = 1;
+  // Validate on at most this many validation images (0 = all).
+  int val_max_images = 1000;
+  // Longest caption decoded at validation (words, without <start>/<end>).
+  int max_caption_length = 50;
+  // Training captions longer than this many words are truncated (0 = keep all).
+  int max_train_length = 50;
+  // Stop after this many optimizer steps in total (0 = run all epochs); for tests and smoke runs.
+  int64_t max_steps = 0;
+  // Seed of the shuffling, the weights' initialisation, dropout and hard-attention sampling.
+  uint64_t seed = 1;
+  // Continue from <out>/checkpoint.pt with the same data order and random state.
+  bool resume = false;
+  // Also train the encoder's last blocks from images (needs the images; not implemented yet).
+  bool fine_tune_encoder = false;
+};
+
+// Throws UsageError naming the option ("--batch must be at least 1 (got 0)").
+void validate(const TrainOptions& options);
+
+// TrainOptions <-> JSON, keys named as the fields ("batch_size"). from_json applies only the keys
+// present over `base` and refuses unknown keys or values of the wrong type (UsageError naming the
+// key and `source`, e.g. the config file).
+nlohmann::json to_json(const TrainOptions& options);
+TrainOptions train_options_from_json(const nlohmann::json& json, const TrainOptions& base = {},
+                                     const std::string& source = "config");
+
+// The precedence rule: defaults < config file < command line. `command_line` holds the values
+// parsed from the command line, `given` the JSON keys of the options the user actually typed
+// there; `config` (may be null) is the config file's JSON.
+TrainOptions resolve_train_options(const nlohmann::json* config, const TrainOptions& command_line,
+                                   const std::set<std::string>& given, const std::string& config_source = "config");
+
+// ---------------------------------------------------------------------------------------------
+// The training loop on features: what it trains on.
+
+struct TrainingCaption {
+  int64_t feature_row = 0;            // row of the image in the feature source
+  std::vector<int64_t> tokens;        // <start> w1 .. wn <end>, vocabulary ids
+};
+
+struct ValidationImage {
+  std::string id;                       // image id (as the metrics key it)
+  int64_t feature_row = 0;
+  std::vector<std::string> references;  // reference captions, raw text
+};
+
+struct TrainingData {
+  std::vector<TrainingCaption> train;
+  std::vector<ValidationImage> val;
+  // Gathers region features for rows of the feature source: [B, n, D] float.
+  std::function<at::Tensor(const std::vector<int64_t>& rows)> gather;
+};
+
+// What happened, also written into the bundle's config.json.
+struct TrainSummary {
+  int64_t steps = 0;               // optimizer steps done in total (over resumes)
+  int epochs_completed = 0;
+  double best_bleu4 = -1;          // best validation BLEU-4 (-1 = never validated)
+  int best_epoch = 0;
+  std::map<std::string, double> best_scores;  // all validation scores of the best epoch
+  double final_lr = 0;
+  double seconds = 0;              // wall time of this run (excluding earlier runs before a resume)
+  double steps_per_second = 0;
+  bool stopped_early = false;
+};
+
+// A new decoder's options from the training options and the data (vocabulary size V, feature
+// dim D, regions n).
+DecoderOptions decoder_options_for(const TrainOptions& options, int vocab_size, int feature_dim, int regions);
+
+// What the loop calls back.
+struct TrainHooks {
+  // After a validation that improved BLEU-4 (the decoder in eval mode): keep this model.
+  std::function<void(Decoder& decoder, const TrainSummary& summary)> on_best;
+  // At the end when no validation ever ran (no validation images, or max_steps before an epoch
+  // ended): keep the final model.
+  std::function<void(Decoder& decoder, const TrainSummary& summary)> on_final;
+};
+
+// The training loop, on features. Trains `decoder` in place on `device`, writing into `out_dir`:
+//   checkpoint.pt     every options.checkpoint_every steps and at each epoch's end (atomically):
+//                     weights, Adam's state, the RNG state, the data position, the best score;
+//   train_log.jsonl   one JSON object per line: "train" (loss parts, lr, rate), "val" (scores),
+//                     "lr_decay", "checkpoint", "stopped", "done" records;
+//   curves.png        loss and BLEU curves, redrawn after each validation and at the end.
+// With options.resume the run continues from out_dir/checkpoint.pt: same data order, same random
+// state, so k steps + resume + k steps gives the same weights as 2k steps.
+// A non-finite loss (or SIGINT/SIGTERM) throws TrainingStopped after logging it; the last good
+// checkpoint is left as it was (an interruption writes one first).
+TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Vocabulary& vocab,
+                           const TrainOptions& options, const std::filesystem::path& out_dir,
+                           const TrainHooks& hooks = {}, c10::Device device = c10::Device(c10::kCPU),
+                           bool quiet = false);
+
+// Decodes validation images with greedy (beam 1) or beam search and scores them: the keys of
+// metrics.h ("BLEU-1".."BLEU-4", "ROUGE-L", "CIDEr"). `captions`, if given, receives id -> caption.
+std::map<std::string, double> validate_decoder(Decoder& decoder, const TrainingData& data, const Vocabulary& vocab,
+                                               const TrainOptions& options, c10::Device device,
+                                               std::map<std::string, std::string>* captions = nullptr);
+
+// ---------------------------------------------------------------------------------------------
+// `satcap train`: from a dataset to a model bundle.
+
+struct TrainCommandOptions {
+  // The dataset: a COCO captions file, a Karpathy dataset.json, a Flickr8k token file, or a folder.
+  std::string data;
+  // Output folder: model/ (the best model bundle), checkpoint.pt, train_log.jsonl, curves.png,
+  // config.effective.json, and features/ when no feature store is given.
+  std::string out;
+  // A prepared feature store (satcap prepare); "" = prepare one with `encoder` into <out>/features.
+  std::string features;
+  // The encoder used to prepare features when none are given.
+  std::string encoder = "mobilenet_v2";
+  // Vocabulary: words seen fewer times in the training captions become <unk>.
+  int min_word_count = 5;
+  // After training, decode the "test" split with the best model and write <out>/test_scores.json.
+  bool eval_test = true;
+};
+
+// Loads the dataset, builds (or on resume reloads) the vocabulary, opens or prepares the feature
+// store, trains, writes the best model bundle to <out>/model and (eval_test) scores it on the test split. `options` is the effective
+// configuration (also written to <out>/config.effective.json).
+TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions& options,
+                          c10::Device device = c10::Device(c10::kCPU), bool quiet = false);
+
+}  // namespace satcap

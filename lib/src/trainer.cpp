@@ -1,0 +1,525 @@
+// The training loop (see trainer.h). Model code stays device-generic: batches go to `device`.
+#include "satcap/trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adam.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+#include <torch/utils.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <random>
+#include <sstream>
+
+#include "satcap/bundle.h"
+#include "satcap/error.h"
+#include "satcap/metrics.h"
+#include "satcap/named_tensors.h"
+#include "satcap/search.h"
+#include "satcap/training_log.h"
+#include "satcap/vocab.h"
+
+namespace fs = std::filesystem;
+
+namespace satcap {
+
+constexpr int kCheckpointFormatVersion = 1;
+
+DecoderOptions decoder_options_for(const TrainOptions& o, int vocab_size, int feature_dim, int regions) {
+  DecoderOptions d;
+  d.vocab_size = vocab_size;
+  d.feature_dim = feature_dim;
+  d.regions = regions;
+  d.embed_dim = o.embed_dim;
+  d.attention_dim = o.attention_dim;
+  d.hidden_dim = o.hidden_dim;
+  d.dropout = o.dropout;
+  d.attention = o.attention == "hard" ? AttentionKind::hard : AttentionKind::soft;
+  d.doubly_stochastic_lambda = o.alpha_c;
+  d.validate();
+  return d;
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Signals: SIGINT/SIGTERM ask the loop to checkpoint and stop.
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+class SignalGuard {
+ public:
+  SignalGuard() {
+    g_stop_signal = 0;
+    old_int_ = std::signal(SIGINT, on_stop_signal);
+    old_term_ = std::signal(SIGTERM, on_stop_signal);
+  }
+  ~SignalGuard() {
+    std::signal(SIGINT, old_int_);
+    std::signal(SIGTERM, old_term_);
+  }
+
+ private:
+  void (*old_int_)(int);
+  void (*old_term_)(int);
+};
+
+// ---------------------------------------------------------------------------------------------
+// Data order: a permutation of the training captions that depends only on (seed, epoch), so a
+// resumed run sees the same order without storing it.
+
+std::vector<int64_t> epoch_order(std::size_t n, uint64_t seed, int epoch) {
+  std::vector<int64_t> order(n);
+  for (std::size_t i = 0; i < n; ++i) order[i] = static_cast<int64_t>(i);
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch) + 1);
+  for (std::size_t i = n; i > 1; --i) {  // Fisher-Yates with the generator's raw output (portable)
+    std::size_t j = static_cast<std::size_t>(rng() % i);
+    std::swap(order[i - 1], order[j]);
+  }
+  return order;
+}
+
+struct Batch {
+  at::Tensor features;  // [B, n, D]
+  at::Tensor captions;  // [B, T] int64
+  at::Tensor lengths;   // [B] int64
+};
+
+Batch make_batch(const TrainingData& data, const std::vector<int64_t>& order, int64_t begin, int64_t end,
+                 int max_train_length, c10::Device device) {
+  std::vector<int64_t> rows;
+  std::vector<std::vector<int64_t>> caps;
+  for (int64_t i = begin; i < end; ++i) {
+    const auto& c = data.train[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])];
+    rows.push_back(c.feature_row);
+    std::vector<int64_t> t = c.tokens;
+    if (max_train_length > 0 && t.size() > static_cast<std::size_t>(max_train_length) + 2) {
+      t.resize(static_cast<std::size_t>(max_train_length) + 1);
+      t.push_back(Vocabulary::end_id);
+    }
+    caps.push_back(std::move(t));
+  }
+  int64_t B = static_cast<int64_t>(caps.size()), T = 0;
+  for (auto& c : caps) T = std::max<int64_t>(T, static_cast<int64_t>(c.size()));
+  auto captions = at::full({B, T}, Vocabulary::pad_id, at::kLong);
+  auto lengths = at::empty({B}, at::kLong);
+  auto ca = captions.accessor<int64_t, 2>();
+  auto la = lengths.accessor<int64_t, 1>();
+  for (int64_t b = 0; b < B; ++b) {
+    la[b] = static_cast<int64_t>(caps[b].size());
+    for (std::size_t t = 0; t < caps[b].size(); ++t) ca[b][static_cast<int64_t>(t)] = caps[b][t];
+  }
+  Batch batch;
+  batch.features = data.gather(rows).to(device, at::kFloat);
+  batch.captions = captions.to(device);
+  batch.lengths = lengths.to(device);
+  return batch;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints
+
+struct Progress {
+  int epoch = 0;          // current epoch (0-based)
+  int64_t batch = 0;      // next batch within the epoch
+  int64_t step = 0;       // optimizer steps done
+  double lr = 0;
+  double best_bleu4 = -1;
+  int best_epoch = 0;
+  std::map<std::string, double> best_scores;
+  int since_best = 0;     // validations without improvement
+  bool early_stopped = false;
+  int epochs_completed = 0;
+
+  nlohmann::json to_json() const {
+    return {{"epoch", epoch},         {"batch", batch},
+            {"step", step},           {"lr", lr},
+            {"best_bleu4", best_bleu4}, {"best_epoch", best_epoch},
+            {"best_scores", best_scores}, {"since_best", since_best},
+            {"early_stopped", early_stopped}, {"epochs_completed", epochs_completed}};
+  }
+  void from_json(const nlohmann::json& j) {
+    epoch = j.at("epoch").get<int>();
+    batch = j.at("batch").get<int64_t>();
+    step = j.at("step").get<int64_t>();
+    lr = j.at("lr").get<double>();
+    best_bleu4 = j.at("best_bleu4").get<double>();
+    best_epoch = j.at("best_epoch").get<int>();
+    best_scores = j.at("best_scores").get<std::map<std::string, double>>();
+    since_best = j.at("since_best").get<int>();
+    early_stopped = j.at("early_stopped").get<bool>();
+    epochs_completed = j.at("epochs_completed").get<int>();
+  }
+};
+
+bool all_finite(const torch::nn::Module& module) {
+  for (auto& p : module.parameters())
+    if (!at::isfinite(p).all().item<bool>()) return false;
+  return true;
+}
+
+void set_lr(torch::optim::Adam& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+}
+
+void save_checkpoint(const fs::path& path, Decoder& decoder, torch::optim::Adam& optimizer, const Progress& p,
+                     const TrainingData& data, const TrainOptions& options, c10::Device device) {
+  nlohmann::json meta = {{"format_version", kCheckpointFormatVersion},
+                         {"progress", p.to_json()},
+                         {"decoder", decoder->options()},
+                         {"train_captions", data.train.size()},
+                         {"batch_size", options.batch_size},
+                         {"seed", options.seed}};
+  torch::serialize::OutputArchive archive;
+  archive.write("meta", c10::IValue(meta.dump()));
+  write_named_tensors(archive, *decoder, "model.");
+  torch::serialize::OutputArchive opt_archive;
+  optimizer.save(opt_archive);
+  archive.write("optimizer", opt_archive);
+  archive.write("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+  if (!device.is_cpu()) archive.write("rng.device", at::globalContext().defaultGenerator(device).get_state());
+  write_file_atomic(path, archive_bytes(archive));
+}
+
+}  // namespace
+
+// Reads the meta record of a checkpoint (for run_training: the decoder options of a resumed model).
+nlohmann::json read_checkpoint_meta(const fs::path& path) {
+  if (!fs::exists(path))
+    throw UsageError("--resume: " + path.string() + " does not exist (nothing to resume; drop --resume to start)");
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path.string());
+  } catch (const std::exception& e) {
+    throw ModelError(path.string() + ": not a readable satcap checkpoint (truncated or corrupt)");
+  }
+  c10::IValue meta_value;
+  if (!archive.try_read("meta", meta_value) || !meta_value.isString())
+    throw ModelError(path.string() + ": not a satcap checkpoint (no meta record)");
+  auto meta = nlohmann::json::parse(meta_value.toStringRef(), nullptr, false);
+  if (meta.is_discarded() || !meta.is_object()) throw ModelError(path.string() + ": malformed checkpoint meta record");
+  int v = meta.value("format_version", 0);
+  if (v > kCheckpointFormatVersion)
+    throw ModelError(path.string() + ": this checkpoint was written by a newer satcap (format " + std::to_string(v) +
+                     " > " + std::to_string(kCheckpointFormatVersion) + "); upgrade satcap");
+  return meta;
+}
+
+namespace {
+
+Progress load_checkpoint(const fs::path& path, Decoder& decoder, torch::optim::Adam& optimizer,
+                         const TrainingData& data, const TrainOptions& options, c10::Device device) {
+  nlohmann::json meta = read_checkpoint_meta(path);
+  if (meta.value("train_captions", std::size_t{0}) != data.train.size())
+    throw UsageError("--resume: " + path.string() + " was written for " +
+                     std::to_string(meta.value("train_captions", std::size_t{0})) + " training captions, the data now has " +
+                     std::to_string(data.train.size()) + "; resume with the same dataset and features");
+  if (meta.value("batch_size", 0) != options.batch_size)
+    throw UsageError("--resume: " + path.string() + " was written with batch size " +
+                     std::to_string(meta.value("batch_size", 0)) + "; resume with the same --batch (got " +
+                     std::to_string(options.batch_size) + ")");
+  if (meta.value("seed", uint64_t{0}) != options.seed)
+    throw UsageError("--resume: " + path.string() + " was written with seed " +
+                     std::to_string(meta.value("seed", uint64_t{0})) + "; resume with the same --seed");
+  torch::serialize::InputArchive archive;
+  archive.load_from(path.string(), device);
+  read_named_tensors(archive, *decoder, path.string(), "model.");
+  torch::serialize::InputArchive opt_archive;
+  if (!archive.try_read("optimizer", opt_archive)) throw ModelError(path.string() + ": optimizer state missing");
+  optimizer.load(opt_archive);
+  at::Tensor rng;
+  if (!archive.try_read("rng.cpu", rng)) throw ModelError(path.string() + ": random state missing");
+  at::Generator cpu_generator = at::detail::getDefaultCPUGenerator();  // a handle on the global generator
+  cpu_generator.set_state(rng.cpu());
+  if (!device.is_cpu() && archive.try_read("rng.device", rng)) {
+    at::Generator device_generator = at::globalContext().defaultGenerator(device);
+    device_generator.set_state(rng.cpu());
+  }
+  Progress p;
+  try {
+    p.from_json(meta.at("progress"));
+  } catch (const nlohmann::json::exception& e) {
+    throw ModelError(path.string() + ": malformed progress record: " + e.what());
+  }
+  return p;
+}
+
+double scalar(const at::Tensor& t) { return t.defined() ? t.item<double>() : 0.0; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Validation: real decoding, scored like the official evaluation.
+
+namespace {
+
+}  // namespace
+
+std::map<std::string, double> validate_decoder(Decoder& decoder, const TrainingData& data, const Vocabulary& vocab,
+                                               const TrainOptions& options, c10::Device device,
+                                               std::map<std::string, std::string>* captions_out) {
+  std::size_t n = data.val.size();
+  if (options.val_max_images > 0) n = std::min(n, static_cast<std::size_t>(options.val_max_images));
+  if (n == 0) return {};
+  bool was_training = decoder->is_training();
+  decoder->eval();
+  at::NoGradGuard no_grad;
+  std::map<std::string, std::vector<std::string>> references;
+  std::map<std::string, std::string> candidates;
+  SearchOptions search_options;
+  search_options.beam_size = options.val_beam_size;
+  search_options.max_length = options.max_caption_length;
+  search_options.validate();
+  SearchTokens tokens;
+  tokens.start = Vocabulary::start_id;
+  tokens.end = Vocabulary::end_id;
+  tokens.banned = {Vocabulary::pad_id, Vocabulary::start_id};
+  const std::size_t chunk = 64;
+  for (std::size_t begin = 0; begin < n; begin += chunk) {
+    std::size_t end = std::min(n, begin + chunk);
+    std::vector<int64_t> rows;
+    for (std::size_t i = begin; i < end; ++i) rows.push_back(data.val[i].feature_row);
+    auto features = data.gather(rows).to(device, at::kFloat);
+    auto hyps = search(decoder, features, tokens, search_options);
+    for (std::size_t i = begin; i < end; ++i) {
+      const auto& img = data.val[i];
+      references[img.id] = img.references;
+      const auto& best = hyps[i - begin];
+      candidates[img.id] = best.empty() ? std::string() : vocab.decode(best.front().tokens);
+    }
+  }
+  if (was_training) decoder->train();
+  auto scores = score_captions(references, candidates);
+  if (captions_out) *captions_out = candidates;
+  return scores.corpus;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop
+
+TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Vocabulary& vocab,
+                           const TrainOptions& options, const fs::path& out_dir, const TrainHooks& hooks,
+                           c10::Device device, bool quiet) {
+  validate(options);
+  if (data.train.empty()) throw InputError("no training captions (is the dataset's train split empty?)");
+  if (!data.gather) throw InputError("no feature source");
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (!fs::is_directory(out_dir)) throw OutputError(out_dir.string() + ": cannot create the output folder");
+  const fs::path checkpoint_path = out_dir / "checkpoint.pt";
+  const auto started = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(); };
+
+  decoder->to(device);
+  decoder->train();
+  torch::optim::Adam optimizer(decoder->parameters(), torch::optim::AdamOptions(options.lr));
+  Progress p;
+  p.lr = options.lr;
+  if (options.resume) {
+    p = load_checkpoint(checkpoint_path, decoder, optimizer, data, options, device);
+    set_lr(optimizer, p.lr);
+  } else {
+    at::manual_seed(options.seed);  // dropout and hard-attention sampling
+  }
+  TrainingLog log(out_dir / "train_log.jsonl", options.resume ? p.step : -1);
+  if (options.resume) log.write({{"kind", "resume"}, {"step", p.step}, {"epoch", p.epoch}});
+
+  const int64_t N = static_cast<int64_t>(data.train.size());
+  const int64_t steps_per_epoch = (N + options.batch_size - 1) / options.batch_size;
+  int64_t total_steps = steps_per_epoch * options.epochs;
+  if (options.max_steps > 0) total_steps = std::min<int64_t>(total_steps, options.max_steps);
+  ProgressBar bar(total_steps, p.step, quiet, options.log_every);
+  SignalGuard signals;
+  auto params = decoder->parameters();
+
+  TrainSummary summary;
+  auto fill_summary = [&] {
+    summary.steps = p.step;
+    summary.epochs_completed = p.epochs_completed;
+    summary.best_bleu4 = p.best_bleu4;
+    summary.best_epoch = p.best_epoch;
+    summary.best_scores = p.best_scores;
+    summary.final_lr = p.lr;
+    summary.seconds = elapsed();
+    summary.steps_per_second = bar.rate();
+    summary.stopped_early = p.early_stopped;
+  };
+  int64_t last_checkpoint_step = options.resume ? p.step : -1;
+  auto checkpoint = [&] {
+    if (!all_finite(*decoder))
+      throw TrainingStopped("step " + std::to_string(p.step) + ": the weights are no longer finite; the last good "
+                            "checkpoint " + checkpoint_path.string() + " is kept (lower --lr)");
+    save_checkpoint(checkpoint_path, decoder, optimizer, p, data, options, device);
+    last_checkpoint_step = p.step;
+    log.write({{"kind", "checkpoint"}, {"step", p.step}, {"epoch", p.epoch}, {"batch", p.batch}});
+  };
+  auto stop = [&](const std::string& why) {
+    bar.finish();
+    log.write({{"kind", "stopped"}, {"step", p.step}, {"reason", why}});
+    std::string kept = last_checkpoint_step >= 0
+                           ? "the last good checkpoint " + checkpoint_path.string() + " (step " +
+                                 std::to_string(last_checkpoint_step) + ") is kept; continue with --resume"
+                           : "no checkpoint was written yet";
+    throw TrainingStopped(why + "; " + kept);
+  };
+
+  // Running sums of the loss parts between log records.
+  double sum_total = 0, sum_nll = 0, sum_ds = 0, sum_rf = 0, sum_ent = 0;
+  int64_t sum_count = 0;
+  auto window_start = std::chrono::steady_clock::now();
+  bool reached_max = false;
+
+  while (p.epoch < options.epochs && !p.early_stopped) {
+    auto order = epoch_order(data.train.size(), options.seed, p.epoch);
+    while (p.batch < steps_per_epoch) {
+      if (options.max_steps > 0 && p.step >= options.max_steps) {
+        reached_max = true;
+        break;
+      }
+      if (g_stop_signal) {
+        checkpoint();
+        stop("interrupted by signal " + std::to_string(static_cast<int>(g_stop_signal)));
+      }
+      int64_t begin = p.batch * options.batch_size, end = std::min(N, begin + options.batch_size);
+      Batch batch = make_batch(data, order, begin, end, options.max_train_length, device);
+      DecoderOutput out = decoder->forward(batch.features, batch.captions, batch.lengths);
+      LossTerms terms = decoder->loss(out);
+      double total = terms.total.item<double>();
+      if (!std::isfinite(total)) {
+        stop("step " + std::to_string(p.step + 1) + " (epoch " + std::to_string(p.epoch + 1) + "): the loss is " +
+             (std::isnan(total) ? "NaN" : "infinite") +
+             ", training stopped (lower --lr, or check the features for non-finite values)");
+      }
+      optimizer.zero_grad();
+      terms.total.backward();
+      if (options.grad_clip > 0) {
+        double norm = torch::nn::utils::clip_grad_norm_(params, options.grad_clip);
+        if (!std::isfinite(norm))
+          stop("step " + std::to_string(p.step + 1) + ": the gradient norm is not finite, training stopped "
+               "before the update (lower --lr)");
+      }
+      optimizer.step();
+      ++p.batch;
+      ++p.step;
+
+      sum_total += total;
+      sum_nll += scalar(terms.nll);
+      sum_ds += scalar(terms.ds_reg);
+      sum_rf += scalar(terms.reinforce);
+      sum_ent += scalar(terms.entropy);
+      ++sum_count;
+      if (p.step % options.log_every == 0 || p.batch == steps_per_epoch) {
+        double window = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+        double k = static_cast<double>(sum_count);
+        nlohmann::json record = {{"kind", "train"},
+                                 {"step", p.step},
+                                 {"epoch", p.epoch + 1},
+                                 {"loss", sum_total / k},
+                                 {"nll", sum_nll / k},
+                                 {"ds_reg", sum_ds / k},
+                                 {"reinforce", sum_rf / k},
+                                 {"entropy", sum_ent / k},
+                                 {"lr", p.lr},
+                                 {"steps_per_s", window > 0 ? k / window : 0.0},
+                                 {"time_s", elapsed()}};
+        if (options.attention == "hard") record["baseline"] = scalar(decoder->baseline());
+        log.write(record);
+        char note[64];
+        std::snprintf(note, sizeof note, "epoch %d, loss %.3f", p.epoch + 1, sum_total / k);
+        bar.update(p.step, note);
+        sum_total = sum_nll = sum_ds = sum_rf = sum_ent = 0;
+        sum_count = 0;
+        window_start = std::chrono::steady_clock::now();
+      } else {
+        bar.update(p.step);
+      }
+      if (options.checkpoint_every > 0 && p.step % options.checkpoint_every == 0 && p.batch < steps_per_epoch)
+        checkpoint();
+    }
+    if (reached_max) break;
+
+    // The epoch's end: validate, adjust the learning rate, maybe stop, checkpoint.
+    p.epochs_completed = p.epoch + 1;
+    if (!data.val.empty() && (p.epoch + 1) % options.val_every == 0) {
+      auto t0 = std::chrono::steady_clock::now();
+      std::map<std::string, std::string> captions;
+      auto scores = validate_decoder(decoder, data, vocab, options, device, &captions);
+      double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      double bleu4 = scores.count("BLEU-4") ? scores["BLEU-4"] : 0.0;
+      nlohmann::json record = {{"kind", "val"},
+                               {"step", p.step},
+                               {"epoch", p.epoch + 1},
+                               {"bleu1", scores["BLEU-1"]},
+                               {"bleu2", scores["BLEU-2"]},
+                               {"bleu3", scores["BLEU-3"]},
+                               {"bleu4", bleu4},
+                               {"rouge_l", scores["ROUGE-L"]},
+                               {"cider", scores["CIDEr"]},
+                               {"lr", p.lr},
+                               {"images", captions.size()},
+                               {"seconds", seconds},
+                               {"time_s", elapsed()}};
+      if (!captions.empty()) record["example"] = {{"id", captions.begin()->first}, {"caption", captions.begin()->second}};
+      bool improved = bleu4 > p.best_bleu4;
+      record["best"] = improved;
+      log.write(record);
+      char line[200];
+      std::snprintf(line, sizeof line, "epoch %d: val BLEU-4 %.4f BLEU-1 %.4f CIDEr %.3f%s", p.epoch + 1, bleu4,
+                    scores["BLEU-1"], scores["CIDEr"], improved ? " (best)" : "");
+      bar.message(line);
+      if (improved) {
+        p.best_bleu4 = bleu4;
+        p.best_epoch = p.epoch + 1;
+        p.best_scores = scores;
+        p.since_best = 0;
+        fill_summary();
+        if (hooks.on_best) hooks.on_best(decoder, summary);
+        decoder->train();
+      } else {
+        ++p.since_best;
+        if (options.lr_decay_patience > 0 && p.since_best % options.lr_decay_patience == 0 && options.lr_decay < 1) {
+          double new_lr = p.lr * options.lr_decay;
+          log.write({{"kind", "lr_decay"}, {"step", p.step}, {"epoch", p.epoch + 1}, {"from", p.lr}, {"to", new_lr}});
+          bar.message("learning rate " + std::to_string(p.lr) + " -> " + std::to_string(new_lr));
+          p.lr = new_lr;
+          set_lr(optimizer, p.lr);
+        }
+        if (options.early_stop_patience > 0 && p.since_best >= options.early_stop_patience) {
+          p.early_stopped = true;
+          log.write({{"kind", "early_stop"}, {"step", p.step}, {"epoch", p.epoch + 1}});
+          bar.message("early stop: no better BLEU-4 for " + std::to_string(p.since_best) + " validations");
+        }
+      }
+      plot_training_curves(log.records(), out_dir / "curves.png");
+    }
+    ++p.epoch;
+    p.batch = 0;
+    checkpoint();
+  }
+  if (last_checkpoint_step != p.step) checkpoint();
+  bar.finish();
+  fill_summary();
+  if (p.best_bleu4 < 0 && hooks.on_final) {
+    decoder->eval();
+    hooks.on_final(decoder, summary);
+  }
+  decoder->eval();
+  log.write({{"kind", "done"},
+             {"step", p.step},
+             {"epochs_completed", p.epochs_completed},
+             {"best_bleu4", p.best_bleu4},
+             {"best_epoch", p.best_epoch},
+             {"time_s", elapsed()}});
+  plot_training_curves(log.records(), out_dir / "curves.png");
+  return summary;
+}
+
+}  // namespace satcap

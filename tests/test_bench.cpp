@@ -1,0 +1,126 @@
+#include "testing.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <numeric>
+#include <sstream>
+
+#include "satcap/bench.h"
+#include "satcap/error.h"
+#include "test_util.h"
+
+using namespace satcap;
+
+TEST_CASE("benchmark caption lengths are COCO-like, deterministic, and the Python scripts draw the same", "[bench]") {
+  auto a = bench_caption_lengths(3, 64);
+  REQUIRE(a.size() == 64);
+  REQUIRE(a == bench_caption_lengths(3, 64));
+  REQUIRE(a != bench_caption_lengths(4, 64));
+  for (auto w : a) {
+    REQUIRE(w >= 8);
+    REQUIRE(w <= 22);
+  }
+  auto many = bench_caption_lengths(0, 5000);
+  double mean = std::accumulate(many.begin(), many.end(), 0.0) / static_cast<double>(many.size());
+  REQUIRE(mean > 10.0);
+  REQUIRE(mean < 12.5);
+
+  const std::filesystem::path python = "/usr/bin/python3";
+  if (!std::filesystem::exists(python)) return;
+  // benchutil imports no torch: this is quick.
+  std::string cmd = python.string() + " -c \"import sys; sys.path.insert(0, '" +
+                    (source_dir() / "tools" / "bench").string() +
+                    "'); import benchutil; print(','.join(map(str, benchutil.caption_lengths(3, 64))))\"";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+  REQUIRE(pipe);
+  std::string out;
+  char buf[4096];
+  while (size_t got = fread(buf, 1, sizeof buf, pipe.get())) out.append(buf, got);
+  std::ostringstream expected;
+  for (size_t i = 0; i < a.size(); ++i) expected << (i ? "," : "") << a[i];
+  REQUIRE(out.substr(0, out.find('\n')) == expected.str());
+}
+
+TEST_CASE("the training FLOP count adds up per term and grows with the words", "[bench]") {
+  DecoderShape s;  // COCO scale
+  std::vector<int64_t> ten(64, 10), twenty(64, 20);
+  auto t10 = training_flops(s, ten, 1000);
+  auto t20 = training_flops(s, twenty, 1000);
+  REQUIRE(t10.size() == t20.size());
+  double sum = 0;
+  for (const auto& t : t10) {
+    REQUIRE(t.forward > 0);
+    REQUIRE(t.backward_factor >= 0);
+    REQUIRE(t.backward_factor <= 2);
+    sum += t.forward * (1 + t.backward_factor);
+  }
+  REQUIRE(total_flops(t10) == Approx(sum));
+  REQUIRE(total_flops(t20) > total_flops(t10));
+  // The per-step part doubles with (words + 1) 11 -> 21 steps; the per-caption part stays.
+  REQUIRE(total_flops(t20) < 2.0 * total_flops(t10));
+  // The LSTM gates at batch 64, 11 steps: 2 * (m + D + H) * 4H per step, 3x with backward.
+  double lstm = 0;
+  for (const auto& t : t10)
+    if (t.name.rfind("LSTM", 0) == 0) lstm = t.total();
+  REQUIRE(lstm == Approx(64.0 * 11 * (2.0 * (512 + 2048 + 512) * 4 * 512 + 10 * 512) * 3));
+  // Hard attention has no weighted context sum; a model without deep output has no L_h, L_z.
+  DecoderShape h = s;
+  h.hard = true;
+  REQUIRE(total_flops(training_flops(h, ten, 1000)) < total_flops(t10));
+  DecoderShape plain = s;
+  plain.deep_output = false;
+  REQUIRE(total_flops(training_flops(plain, ten, 1000)) < total_flops(t10));
+}
+
+TEST_CASE("bench options are validated", "[bench]") {
+  BenchOptions o;
+  REQUIRE_NOTHROW(o.validate());
+  o.parts = {"train", "nonsense"};
+  REQUIRE_THROWS_AS(o.validate(), UsageError);
+  o.parts = {};
+  o.quick = o.smoke = true;
+  REQUIRE_THROWS_AS(o.validate(), UsageError);
+  o.quick = false;
+  o.attention = "medium";
+  REQUIRE_THROWS_AS(o.validate(), UsageError);
+  o.attention = "hard";
+  o.batches = {0};
+  REQUIRE_THROWS_AS(o.validate(), UsageError);
+  REQUIRE(run_satcap({"bench", "--only", "nonsense"}).exit_code == 2);
+}
+
+TEST_CASE("satcap bench --smoke --json reports every measurement as a finite positive number", "[bench]") {
+  auto r = run_satcap({"bench", "--smoke", "--json", "--threads", "1"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto report = nlohmann::json::parse(r.out);
+  REQUIRE(report["mode"] == "smoke");
+  const bool python = !report.contains("python_error");
+  std::vector<std::string> keys = {"sgemm_gflops", "train_words_per_s_b32", "train_words_per_s_b64",
+                                   "train_words_per_s_b64_hard", "train_fraction_of_peak_b64",
+                                   "train_fraction_of_peak_b64_hard", "beam5_captions_per_s", "beam5_captions_per_s_hard"};
+  if (python) {
+    for (const char* k : {"train_vs_common", "train_vs_hoisted", "train_vs_common_hard", "train_vs_hoisted_hard",
+                          "beam5_vs_per_image", "beam5_vs_per_image_hard"}) {
+      keys.push_back(k);
+    }
+  }
+  if (!report["prepare"].contains("error")) keys.push_back("prepare_vs_forward");
+  for (const auto& k : keys) {
+    INFO(k);
+    REQUIRE(report.contains(k));
+    REQUIRE(report[k].is_number());
+    REQUIRE(std::isfinite(report[k].get<double>()));
+    REQUIRE(report[k].get<double>() > 0);
+  }
+  // The same words on both sides of the Python comparison.
+  if (python) REQUIRE(report["train"]["common_b64"]["words"] == report["train"]["satcap_b64"]["words"]);
+  for (const char* k : {"cpu", "cores", "threads", "blas", "libtorch", "device"}) REQUIRE(report["machine"].contains(k));
+  REQUIRE(report["machine"]["threads"] == 1);
+  REQUIRE(report["targets"].is_array());
+  REQUIRE(!report["targets"].empty());
+}

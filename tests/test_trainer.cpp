@@ -1,0 +1,282 @@
+// The training loop on a tiny synthetic feature source: learning, exact resume, stopping on a
+// non-finite loss with the checkpoint intact, option precedence; and `satcap train` end to end.
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <memory>
+
+#include "satcap/bundle.h"
+#include "satcap/error.h"
+#include "satcap/trainer.h"
+#include "satcap/vocab.h"
+#include "test_util.h"
+#include "testing.h"
+
+namespace fs = std::filesystem;
+using namespace satcap;
+
+namespace {
+
+// 6 images with distinct random features; image i is described by two captions naming its colour
+// and shape, so the caption is predictable from the features.
+struct Synthetic {
+  Vocabulary vocab;
+  at::Tensor features;  // [6, 4, 8]
+  TrainingData data;
+  std::shared_ptr<bool> poison = std::make_shared<bool>(false);
+};
+
+Synthetic make_synthetic() {
+  const std::vector<std::string> colours{"red", "green", "blue"}, shapes{"circle", "square"};
+  std::vector<std::vector<std::string>> captions;
+  for (int i = 0; i < 6; ++i) {
+    captions.push_back({"a", colours[i % 3], shapes[i % 2]});
+    captions.push_back({"one", colours[i % 3], shapes[i % 2], "here"});
+  }
+  Synthetic s;
+  s.vocab = Vocabulary::build(captions, VocabOptions{1, 10, 0});
+  at::manual_seed(123);
+  s.features = at::randn({6, 4, 8});
+  for (int i = 0; i < 6; ++i) {
+    s.data.train.push_back({i, s.vocab.encode(captions[2 * i])});
+    s.data.train.push_back({i, s.vocab.encode(captions[2 * i + 1])});
+    ValidationImage v;
+    v.id = std::to_string(i);
+    v.feature_row = i;
+    v.references = {"a " + colours[i % 3] + " " + shapes[i % 2], "one " + colours[i % 3] + " " + shapes[i % 2] + " here"};
+    s.data.val.push_back(v);
+  }
+  auto features = s.features;
+  auto poison = s.poison;
+  s.data.gather = [features, poison](const std::vector<int64_t>& rows) {
+    auto out = features.index_select(0, at::tensor(rows, at::kLong)).clone();
+    if (*poison) out.fill_(std::numeric_limits<float>::quiet_NaN());
+    return out;
+  };
+  return s;
+}
+
+TrainOptions tiny_options() {
+  TrainOptions o;
+  o.epochs = 4;
+  o.batch_size = 4;  // 12 captions: 3 steps per epoch
+  o.lr = 1e-2;
+  o.embed_dim = 8;
+  o.attention_dim = 8;
+  o.hidden_dim = 16;
+  o.dropout = 0.5;
+  o.log_every = 1;
+  o.checkpoint_every = 2;
+  o.seed = 5;
+  return o;
+}
+
+Decoder new_decoder(const Synthetic& s, const TrainOptions& o) {
+  at::manual_seed(o.seed);
+  return Decoder(decoder_options_for(o, static_cast<int>(s.vocab.size()), 8, 4));
+}
+
+std::vector<nlohmann::json> log_records(const fs::path& dir, const std::string& kind) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(dir / "train_log.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.at("kind") == kind) out.push_back(j);
+  }
+  return out;
+}
+
+bool same_weights(Decoder& a, Decoder& b) {
+  auto pa = a->named_parameters(), pb = b->named_parameters();
+  if (pa.size() != pb.size()) return false;
+  for (auto& item : pa)
+    if (!at::equal(item.value(), pb[item.key()])) return false;
+  auto ba = a->named_buffers(), bb = b->named_buffers();
+  for (auto& item : ba)
+    if (!at::equal(item.value(), bb[item.key()])) return false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("a few training steps lower the loss and validation decodes real captions", "[train]") {
+  auto dir = fresh_temp_dir("train_learns");
+  Synthetic s = make_synthetic();
+  TrainOptions o = tiny_options();
+  o.epochs = 12;
+  o.dropout = 0;
+  Decoder d = new_decoder(s, o);
+  int bests = 0;
+  TrainHooks hooks;
+  hooks.on_best = [&](Decoder&, const TrainSummary&) { ++bests; };
+  TrainSummary summary = train_decoder(d, s.data, s.vocab, o, dir, hooks, c10::Device(c10::kCPU), true);
+  auto train = log_records(dir, "train");
+  REQUIRE(train.size() == 36);
+  CHECK(train.back().at("loss").get<double>() < 0.5 * train.front().at("loss").get<double>());
+  CHECK(summary.steps == 36);
+  CHECK(summary.epochs_completed == 12);
+  auto val = log_records(dir, "val");
+  CHECK(val.size() == 12);
+  CHECK(bests >= 1);
+  CHECK(summary.best_bleu4 > 0);
+  CHECK(summary.best_scores.count("CIDEr") == 1);
+  CHECK(fs::exists(dir / "checkpoint.pt"));
+  CHECK(fs::file_size(dir / "curves.png") > 1000);
+}
+
+TEST_CASE("k steps, then --resume for k more, gives the weights of 2k steps straight", "[train]") {
+  for (std::string attention : {"soft", "hard"}) {
+    DYNAMIC_SECTION(attention << " attention") {
+      Synthetic s = make_synthetic();
+      TrainOptions o = tiny_options();
+      o.attention = attention;
+      o.max_steps = 10;  // ends mid-epoch (3 steps per epoch)
+
+      auto straight_dir = fresh_temp_dir("train_resume_straight_" + attention);
+      Decoder straight = new_decoder(s, o);
+      train_decoder(straight, s.data, s.vocab, o, straight_dir, {}, c10::Device(c10::kCPU), true);
+
+      auto split_dir = fresh_temp_dir("train_resume_split_" + attention);
+      Decoder first = new_decoder(s, o);
+      TrainOptions half = o;
+      half.max_steps = 5;  // mid-epoch too
+      train_decoder(first, s.data, s.vocab, half, split_dir, {}, c10::Device(c10::kCPU), true);
+      CHECK_FALSE(same_weights(first, straight));
+
+      // A fresh process would start from other weights and another random state: scramble both.
+      at::manual_seed(999);
+      Decoder resumed = new_decoder(s, o);
+      at::randn({100});
+      TrainOptions rest = o;
+      rest.resume = true;
+      TrainSummary summary = train_decoder(resumed, s.data, s.vocab, rest, split_dir, {}, c10::Device(c10::kCPU), true);
+      CHECK(summary.steps == 10);
+      CHECK(same_weights(resumed, straight));
+      // The log continues where the checkpoint was: one train record per step.
+      CHECK(log_records(split_dir, "train").size() == 10);
+    }
+  }
+}
+
+TEST_CASE("a non-finite loss stops training (exit 7) with the last checkpoint intact", "[train]") {
+  auto dir = fresh_temp_dir("train_nan");
+  Synthetic s = make_synthetic();
+  TrainOptions o = tiny_options();
+  o.max_steps = 3;
+  Decoder d = new_decoder(s, o);
+  train_decoder(d, s.data, s.vocab, o, dir, {}, c10::Device(c10::kCPU), true);
+  std::string before = read_text_file(dir / "checkpoint.pt");
+  REQUIRE(!before.empty());
+
+  *s.poison = true;  // every feature becomes NaN
+  TrainOptions more = o;
+  more.max_steps = 6;
+  more.resume = true;
+  Decoder again = new_decoder(s, o);
+  try {
+    train_decoder(again, s.data, s.vocab, more, dir, {}, c10::Device(c10::kCPU), true);
+    FAIL("training went on with a NaN loss");
+  } catch (const TrainingStopped& e) {
+    CHECK(e.code() == ExitCode::interrupted);
+    CHECK_THAT(std::string(e.what()), Catch::Contains("NaN"));
+    CHECK_THAT(std::string(e.what()), Catch::Contains("checkpoint"));
+  }
+  CHECK(read_text_file(dir / "checkpoint.pt") == before);
+  CHECK(log_records(dir, "stopped").size() == 1);
+  // The kept checkpoint still resumes (with sane features).
+  *s.poison = false;
+  Decoder third = new_decoder(s, o);
+  CHECK(train_decoder(third, s.data, s.vocab, more, dir, {}, c10::Device(c10::kCPU), true).steps == 6);
+}
+
+TEST_CASE("training options: defaults < config file < command line", "[train]") {
+  nlohmann::json config = {{"epochs", 3}, {"lr", 0.01}, {"attention", "hard"}};
+  TrainOptions cli;
+  cli.lr = 0.5;
+  cli.epochs = 77;  // parsed default-like value the user did not type: must not override the file
+  TrainOptions o = resolve_train_options(&config, cli, {"lr"}, "cfg.json");
+  CHECK(o.lr == 0.5);
+  CHECK(o.epochs == 3);
+  CHECK(o.attention == "hard");
+  CHECK(o.batch_size == TrainOptions{}.batch_size);
+  TrainOptions no_file = resolve_train_options(nullptr, cli, {"epochs"}, "");
+  CHECK(no_file.epochs == 77);
+  CHECK(no_file.lr == TrainOptions{}.lr);
+
+  // to_json / from_json round trip.
+  TrainOptions round = train_options_from_json(to_json(o));
+  CHECK(to_json(round) == to_json(o));
+
+  nlohmann::json unknown = {{"epochz", 3}};
+  CHECK_THROWS_WITH(resolve_train_options(&unknown, cli, {}, "cfg.json"), Catch::Contains("epochz"));
+  nlohmann::json wrong_type = {{"epochs", "many"}};
+  CHECK_THROWS_AS(resolve_train_options(&wrong_type, cli, {}, "cfg.json"), UsageError);
+}
+
+TEST_CASE("invalid training options are refused naming the option", "[train]") {
+  TrainOptions o;
+  o.batch_size = 0;
+  CHECK_THROWS_WITH(validate(o), Catch::Contains("--batch"));
+  o = {};
+  o.attention = "medium";
+  CHECK_THROWS_WITH(validate(o), Catch::Contains("--attention"));
+  o = {};
+  o.lr = -1;
+  CHECK_THROWS_AS(validate(o), UsageError);
+  CHECK_NOTHROW(validate(TrainOptions{}));
+}
+
+TEST_CASE("satcap train: from a scenes data set to a model bundle, config file and resume", "[train]") {
+  if (!fs::exists(source_dir() / "models" / "embedded" / "mobilenet_v2" / "model.json")) {
+    WARN("models/embedded/mobilenet_v2 not imported (run tools/setup.sh): skipping satcap train end to end");
+    return;
+  }
+  auto dir = fresh_temp_dir("train_cli");
+  auto scenes = run_satcap({"scenes", "--out", (dir / "scenes").string(), "--images", "20", "--seed", "3"});
+  REQUIRE(scenes.exit_code == 0);
+  write_text_file(dir / "config.json", R"({"lr": 0.02, "batch_size": 16, "epochs": 5, "hidden_dim": 16})");
+  const std::vector<std::string> common{"train", "--data", (dir / "scenes").string(), "--out", (dir / "out").string(),
+                                        "--config", (dir / "config.json").string(), "--embed-dim", "8",
+                                        "--attention-dim", "8", "--min-word-count", "1", "--log-every", "1"};
+  auto args = common;
+  args.insert(args.end(), {"--epochs", "2", "--max-steps", "3"});
+  auto first = run_satcap(args);
+  INFO(first.err);
+  REQUIRE(first.exit_code == 0);
+  CHECK(fs::exists(dir / "out" / "features" / "meta.json"));  // prepared with the default encoder
+  auto effective = nlohmann::json::parse(read_text_file(dir / "out" / "config.effective.json"));
+  CHECK(effective.at("lr") == 0.02);           // from the config file
+  CHECK(effective.at("epochs") == 2);          // the command line wins over the file
+  CHECK(effective.at("batch_size") == 16);     // from the config file
+  CHECK(effective.at("hidden_dim") == 16);
+  CHECK(effective.at("dropout") == TrainOptions{}.dropout);  // default
+  Bundle bundle = load_bundle(dir / "out");
+  CHECK(bundle.decoder_options.hidden_dim == 16);
+  CHECK(bundle.decoder_options.feature_dim == 576);
+  CHECK(bundle.encoder_identity().find("mobilenet_v2") != std::string::npos);
+
+  // Resume to the end of the 2 epochs: validation runs and the best model is kept.
+  args = common;
+  args.insert(args.end(), {"--epochs", "2", "--resume", "--features", (dir / "out" / "features").string()});
+  auto second = run_satcap(args);
+  INFO(second.err);
+  REQUIRE(second.exit_code == 0);
+  CHECK(log_records(dir / "out", "val").size() == 2);
+  CHECK(log_records(dir / "out", "resume").size() == 1);
+  CHECK(fs::exists(dir / "out" / "curves.png"));
+  CHECK(fs::exists(dir / "out" / "test_scores.json"));
+
+  auto refused = run_satcap({"train", "--data", (dir / "scenes").string(), "--out", (dir / "other").string(),
+                             "--fine-tune-encoder"});
+  CHECK(refused.exit_code == 2);
+  CHECK_THAT(refused.err, Catch::Contains("not implemented"));
+  auto bad = run_satcap({"train", "--data", (dir / "scenes").string(), "--out", (dir / "other").string(), "--batch", "0"});
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.err, Catch::Contains("--batch"));
+  auto nothing = run_satcap({"train", "--data", (dir / "scenes").string(), "--out", (dir / "other").string(), "--resume",
+                             "--features", (dir / "out" / "features").string()});
+  CHECK(nothing.exit_code == 2);
+  CHECK_THAT(nothing.err, Catch::Contains("checkpoint.pt"));
+}
