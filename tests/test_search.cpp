@@ -6,6 +6,7 @@
 #include <torch/optim/adam.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -410,5 +411,34 @@ TEST_CASE("the default tokens never let the search emit <pad> or <start>", "[sea
     for (const auto& hyps : search(d, f, t, o))
       for (const auto& h : hyps)
         for (auto tok : h.tokens) REQUIRE(tok >= 2);
+  }
+}
+
+TEST_CASE("NaN log-probabilities in some beams leave the other beams searching", "[search]") {
+  auto f = at::randn({3, 6, 5});
+  auto d = trained_decoder(95, f, 30);
+  {
+    torch::NoGradGuard ng;
+    d->embed->weight[5].fill_(std::numeric_limits<float>::quiet_NaN());  // every step after word 5 gives NaN
+  }
+  for (int K : {1, 10}) {
+    SearchOptions o;
+    o.beam_size = K;
+    o.alternatives = K;
+    o.max_length = 6;
+    auto res = search(d, f, special(), o);
+    for (const auto& hyps : res) {
+      REQUIRE_FALSE(hyps.empty());
+      size_t longest = 0;
+      for (const auto& h : hyps) {
+        REQUIRE(std::isfinite(h.log_prob));
+        REQUIRE(std::isfinite(h.score));
+        for (size_t j = 0; j + 1 < h.tokens.size(); ++j) REQUIRE(h.tokens[j] != 5);  // nothing follows a 5
+        if (h.finished && !h.tokens.empty()) REQUIRE(h.tokens.back() != 5);       // not even <end>
+        longest = std::max(longest, h.tokens.size());
+      }
+      // A beam of 10 over 6 words always holds beams without a 5, which go on past the first words.
+      if (K == 10) REQUIRE(longest >= 2);
+    }
   }
 }

@@ -51,8 +51,11 @@ void check_inputs(const Decoder& decoder, const at::Tensor& features, const Sear
   if (features.dim() != 3) throw ModelError("search: features must be [B, n, D]");
 }
 
-// log_probs [R, V] with the banned ids at -inf.
+// log_probs [R, V] with the banned ids at -inf, and NaN (a diverged model) at -inf too: never a
+// candidate, so a hypothesis whose step gave NaN dies while the others go on, and no NaN reaches
+// the host-side ordering of the candidates (where it would break std::sort's ordering).
 at::Tensor ban(at::Tensor log_probs, const at::Tensor& banned) {
+  log_probs.masked_fill_(log_probs.isnan(), -std::numeric_limits<float>::infinity());
   if (banned.defined()) log_probs.index_fill_(1, banned, -std::numeric_limits<float>::infinity());
   return log_probs;
 }
@@ -297,7 +300,7 @@ std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tens
       bool any_candidate = false;
       for (int64_t c = 0; c < C; ++c) {
         const double v = vacc[p][c];
-        if (!std::isfinite(v)) break;  // -inf: no valid candidates left (sorted last); NaN: sorted first
+        if (!std::isfinite(v)) break;  // -inf: no valid candidates left (sorted last)
         any_candidate = true;
         const int64_t slot = iacc[p][c] / V, tok = iacc[p][c] % V;
         if (tok == tokens.end) {
