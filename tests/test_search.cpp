@@ -6,6 +6,7 @@
 #include <torch/optim/adam.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -345,5 +346,99 @@ TEST_CASE("an empty batch gives an empty result", "[search]") {
     std::vector<std::vector<Hypothesis>> res;
     REQUIRE_NOTHROW(res = search(d, f, special(), o));
     REQUIRE(res.empty());
+  }
+}
+
+TEST_CASE("returned attention rows own their memory, not the search's whole history", "[search]") {
+  auto f = at::randn({3, 6, 5});
+  auto d = trained_decoder(91, f, 30);
+  for (int K : {1, 3}) {
+    SearchOptions o;
+    o.beam_size = K;
+    o.alternatives = K;
+    o.max_length = 7;
+    auto res = K == 1 ? greedy_search(d, f, special(), o) : beam_search(d, f, special(), o);
+    for (const auto& hyps : res)
+      for (const auto& h : hyps) {
+        REQUIRE(h.alphas.is_contiguous());
+        // A view into the [images * beam, steps, n] history would keep all of it alive as long as
+        // the caller keeps the result (for every image of every batch of a caption run).
+        REQUIRE(h.alphas.storage().nbytes() == static_cast<size_t>(h.alphas.numel()) * sizeof(float));
+      }
+  }
+}
+
+TEST_CASE("a decoder that produces NaN neither crashes the search nor leaves an image without a hypothesis",
+          "[search]") {
+  auto d = make_decoder(92);
+  {
+    torch::NoGradGuard ng;
+    d->out_vocab->bias.fill_(std::numeric_limits<float>::quiet_NaN());  // a diverged model
+  }
+  auto f = at::randn({2, 6, 5});
+  for (int K : {1, 3}) {
+    SearchOptions o;
+    o.beam_size = K;
+    o.max_length = 5;
+    std::vector<std::vector<Hypothesis>> res;
+    // Greedy used to feed the out-of-range id V back into the embedding.
+    REQUIRE_NOTHROW(res = K == 1 ? greedy_search(d, f, special(), o) : beam_search(d, f, special(), o));
+    REQUIRE(res.size() == 2);
+    for (const auto& hyps : res) {
+      REQUIRE(hyps.size() == 1);
+      REQUIRE_FALSE(hyps[0].finished);
+      REQUIRE(hyps[0].tokens.empty());
+      REQUIRE(hyps[0].alphas.size(0) == 0);
+    }
+  }
+}
+
+TEST_CASE("the default tokens never let the search emit <pad> or <start>", "[search]") {
+  auto d = make_decoder(94);
+  {
+    torch::NoGradGuard ng;
+    d->out_vocab->bias[0].add_(20);  // a model that likes <pad> and <start>
+    d->out_vocab->bias[1].add_(19);
+  }
+  auto f = at::randn({2, 6, 5});
+  SearchTokens t;  // the defaults: the Vocabulary's ids
+  REQUIRE(t.start == 1);
+  REQUIRE(t.end == 2);
+  for (int K : {1, 3}) {
+    SearchOptions o;
+    o.beam_size = K;
+    o.max_length = 6;
+    for (const auto& hyps : search(d, f, t, o))
+      for (const auto& h : hyps)
+        for (auto tok : h.tokens) REQUIRE(tok >= 2);
+  }
+}
+
+TEST_CASE("NaN log-probabilities in some beams leave the other beams searching", "[search]") {
+  auto f = at::randn({3, 6, 5});
+  auto d = trained_decoder(95, f, 30);
+  {
+    torch::NoGradGuard ng;
+    d->embed->weight[5].fill_(std::numeric_limits<float>::quiet_NaN());  // every step after word 5 gives NaN
+  }
+  for (int K : {1, 10}) {
+    SearchOptions o;
+    o.beam_size = K;
+    o.alternatives = K;
+    o.max_length = 6;
+    auto res = search(d, f, special(), o);
+    for (const auto& hyps : res) {
+      REQUIRE_FALSE(hyps.empty());
+      size_t longest = 0;
+      for (const auto& h : hyps) {
+        REQUIRE(std::isfinite(h.log_prob));
+        REQUIRE(std::isfinite(h.score));
+        for (size_t j = 0; j + 1 < h.tokens.size(); ++j) REQUIRE(h.tokens[j] != 5);  // nothing follows a 5
+        if (h.finished && !h.tokens.empty()) REQUIRE(h.tokens.back() != 5);       // not even <end>
+        longest = std::max(longest, h.tokens.size());
+      }
+      // A beam of 10 over 6 words always holds beams without a 5, which go on past the first words.
+      if (K == 10) REQUIRE(longest >= 2);
+    }
   }
 }

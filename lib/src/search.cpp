@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <sstream>
 
 #include "satcap/error.h"
@@ -50,8 +51,11 @@ void check_inputs(const Decoder& decoder, const at::Tensor& features, const Sear
   if (features.dim() != 3) throw ModelError("search: features must be [B, n, D]");
 }
 
-// log_probs [R, V] with the banned ids at -inf.
+// log_probs [R, V] with the banned ids at -inf, and NaN (a diverged model) at -inf too: never a
+// candidate, so a hypothesis whose step gave NaN dies while the others go on, and no NaN reaches
+// the host-side ordering of the candidates (where it would break std::sort's ordering).
 at::Tensor ban(at::Tensor log_probs, const at::Tensor& banned) {
+  log_probs.masked_fill_(log_probs.isnan(), -std::numeric_limits<float>::infinity());
   if (banned.defined()) log_probs.index_fill_(1, banned, -std::numeric_limits<float>::infinity());
   return log_probs;
 }
@@ -110,13 +114,17 @@ std::vector<std::vector<Hypothesis>> greedy_search(Decoder decoder, const at::Te
     auto best = std::get<0>(total.max(1, true));                        // [B, 1]
     // The lowest id reaching the maximum (argmax's tie order is not specified on every device).
     auto tok = at::where(total == best, ids, at::full({}, V, long_opts)).amin(1);  // [B]
+    // No finite candidate (NaN log-probabilities from a diverged model, or every allowed id at
+    // -inf): the row stops here, unfinished. -1 marks it in the tokens; it is never fed back.
+    auto stuck = at::isfinite(best.squeeze(1)).logical_not().logical_and(done.logical_not());  // [B]
+    tok = at::where(stuck, at::full({}, -1, long_opts), tok);
     tok = at::where(done, at::full({}, tokens.end, long_opts), tok);
-    score = at::where(done, score, best.squeeze(1));
+    score = at::where(done.logical_or(stuck), score, best.squeeze(1));
     step_tokens.push_back(tok);
     step_alphas.push_back(out.alpha);
     step_scores.push_back(score);
-    done = done.logical_or(tok == tokens.end);
-    prev = tok;
+    done = done.logical_or(tok == tokens.end).logical_or(stuck);
+    prev = at::where(stuck, at::full({}, tokens.end, long_opts), tok);
     if (done.all().item<bool>()) break;
   }
   auto toks = at::stack(step_tokens, 1).cpu();                          // [B, S]
@@ -131,6 +139,10 @@ std::vector<std::vector<Hypothesis>> greedy_search(Decoder decoder, const at::Te
     h.finished = false;
     int64_t last = S - 1;
     for (int64_t t = 0; t < S; ++t) {
+      if (tacc[b][t] == -1) {  // stuck: its score at t is still that of the words before
+        last = t;
+        break;
+      }
       if (tacc[b][t] == tokens.end) {
         h.finished = true;
         last = t;
@@ -166,11 +178,20 @@ struct Alive {
   double log_prob = kNegInf;
 };
 
+// The alpha rows of the hypotheses that left the beam at one step, gathered from the history in
+// one index_select after the step ([count, t, n] or [count, t+1, n]): a hypothesis keeps only its own
+// rows alive, not the whole [A * K, t, n] history of that step.
+struct StepRows {
+  std::vector<int64_t> rows;  // history rows, in the order of `gathered`
+  at::Tensor gathered;
+};
+
 struct Pending {  // a hypothesis whose alpha rows are still on the device
   std::vector<int64_t> tokens;
   double log_prob = 0;
   double score = 0;
-  at::Tensor alphas;  // [len, n] device view
+  std::shared_ptr<StepRows> source;  // its alpha rows are source->gathered[index]: [len, n]
+  int64_t index = 0;
   bool finished = true;
 };
 
@@ -264,14 +285,23 @@ std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tens
 
     std::vector<int64_t> keep, rows, next_prev;
     std::vector<std::vector<Alive>> next_alive(A);
+    auto ended_rows = std::make_shared<StepRows>();  // from history (without this step's alpha)
+    auto cut_rows = std::make_shared<StepRows>();    // from extended (with it)
+    auto take = [](const std::shared_ptr<StepRows>& from, int64_t row, Pending& h) {
+      h.source = from;
+      h.index = static_cast<int64_t>(from->rows.size());
+      from->rows.push_back(row);
+    };
     const bool last_step = t + 1 == options.max_length;
     for (int64_t p = 0; p < A; ++p) {
       const int64_t img = active[p];
       auto& beams = alive[img];
       std::vector<std::pair<int64_t, Alive>> chosen;  // (source slot, hypothesis)
+      bool any_candidate = false;
       for (int64_t c = 0; c < C; ++c) {
         const double v = vacc[p][c];
         if (!std::isfinite(v)) break;  // -inf: no valid candidates left (sorted last)
+        any_candidate = true;
         const int64_t slot = iacc[p][c] / V, tok = iacc[p][c] % V;
         if (tok == tokens.end) {
           if (c < K) {
@@ -279,7 +309,7 @@ std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tens
             h.tokens = beams[slot].tokens;
             h.log_prob = v;
             h.score = v / penalty(options, static_cast<int64_t>(h.tokens.size()) + 1);
-            h.alphas = history[p * K + slot];  // [len, n]: the <end> step's alpha is not a word's
+            take(ended_rows, p * K + slot, h);  // [len, n]: the <end> step's alpha is not a word's
             finished[img].push_back(std::move(h));
           }
           continue;
@@ -305,13 +335,26 @@ std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tens
         done = best_alive <= fin[N - 1].score;
       }
       if (done) {
-        if (fin.size() < N) {  // fill with the best cut-off hypotheses (at max_length)
+        if (fin.size() < N && !any_candidate) {
+          // No finite candidate at all (NaN log-probabilities from a diverged model): the live beams
+          // stop here, unfinished, so that the image still gets a hypothesis.
+          for (int64_t slot = 0; slot < K; ++slot) {
+            if (!std::isfinite(beams[slot].log_prob)) continue;
+            Pending h;
+            h.tokens = beams[slot].tokens;
+            h.log_prob = beams[slot].log_prob;
+            h.score = h.log_prob / penalty(options, static_cast<int64_t>(h.tokens.size()));
+            take(ended_rows, p * K + slot, h);  // [len, n]: history without this step
+            h.finished = false;
+            cut[img].push_back(std::move(h));
+          }
+        } else if (fin.size() < N) {  // fill with the best cut-off hypotheses (at max_length)
           for (size_t j = 0; j < chosen.size(); ++j) {
             Pending h;
             h.tokens = chosen[j].second.tokens;
             h.log_prob = chosen[j].second.log_prob;
             h.score = h.log_prob / penalty(options, static_cast<int64_t>(h.tokens.size()));
-            h.alphas = extended[p * K + chosen[j].first];
+            take(cut_rows, p * K + chosen[j].first, h);
             h.finished = false;
             cut[img].push_back(std::move(h));
           }
@@ -330,6 +373,8 @@ std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tens
         na.push_back(std::move(a));
       }
     }
+    if (!ended_rows->rows.empty()) ended_rows->gathered = history.index_select(0, host_long(ended_rows->rows));
+    if (!cut_rows->rows.empty()) cut_rows->gathered = extended.index_select(0, host_long(cut_rows->rows));
     if (keep.empty()) {
       active.clear();
       break;
@@ -368,7 +413,10 @@ std::vector<std::vector<Hypothesis>> beam_search(Decoder decoder, const at::Tens
       r.tokens = h->tokens;
       r.log_prob = h->log_prob;
       r.score = h->score;
-      r.alphas = h->alphas.to(at::kCPU, at::kFloat).contiguous();
+      // Always a copy, so the result owns exactly its rows (also on the CPU, where .to would alias).
+      r.alphas = h->source->gathered[h->index]
+                     .to(at::kCPU, at::kFloat, /*non_blocking=*/false, /*copy=*/true)
+                     .contiguous();
       r.finished = h->finished;
       results[b].push_back(std::move(r));
     }

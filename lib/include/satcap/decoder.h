@@ -29,6 +29,8 @@ namespace satcap {
 enum class AttentionKind { soft, hard };
 // The gate on the context: z_t = beta_t * context. scalar (the paper): beta_t = sigmoid(f_beta(h_{t-1}))
 // in [B, 1]; vector: one gate per feature, [B, D] (a common reimplementation); none: beta_t = 1.
+// The gate applies to hard attention's a_{s_t} too, as in the original code (its selector multiplies
+// whatever context the step formed, sampled or expected); z_t feeds both the LSTM and the deep output.
 enum class BetaKind { scalar, vector, none };
 // f_att's nonlinearity: e_ti = w^T act(W_a a_i + U_a h_{t-1} + b). tanh (the original code) or relu.
 enum class AttentionActivation { tanh, relu };

@@ -6,7 +6,8 @@
 // (greedy picks the lowest token id among equal maxima), and beam_size 1 gives exactly greedy's
 // tokens and score. Every hypothesis stops at <end> or after max_length steps; when an image has
 // fewer than `alternatives` complete hypotheses, the best cut-off ones fill the list (marked
-// finished = false) instead of returning nothing.
+// finished = false) instead of returning nothing. A hypothesis with no finite continuation (NaN
+// log-probabilities from a diverged model) stops there, unfinished: every image gets at least one.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -38,10 +39,12 @@ struct SearchOptions {
 
 // The vocabulary ids the search needs.
 struct SearchTokens {
-  int64_t start = 1;  // <start>, fed at the first step
-  int64_t end = 2;    // <end>, finishes a hypothesis
-  // Ids never emitted (typically <pad> and <start>; <unk> if wanted). Must not contain `end`.
-  std::vector<int64_t> banned;
+  int64_t start = 1;  // <start>, fed at the first step (Vocabulary::start_id)
+  int64_t end = 2;    // <end>, finishes a hypothesis (Vocabulary::end_id)
+  // Ids never emitted: by default <pad> and <start> (Vocabulary::pad_id, start_id), which are never
+  // a training target, and which Vocabulary::decode would drop, leaving alpha rows without their
+  // word. Add <unk> if wanted. Must not contain `end`.
+  std::vector<int64_t> banned{0, 1};
 };
 
 struct Hypothesis {
