@@ -39,39 +39,6 @@ std::string tmp_suffix() { return ".tmp-" + std::to_string(::getpid()); }
 
 }  // namespace
 
-void write_file_atomic(const fs::path& path, const std::string& bytes) {
-  std::error_code ec;
-  if (path.has_parent_path()) fs::create_directories(path.parent_path(), ec);
-  fs::path tmp = path;
-  tmp += tmp_suffix();
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw OutputError(path.string() + ": " + errno_text());
-  const char* p = bytes.data();
-  std::size_t left = bytes.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      std::string why = errno_text();
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw OutputError(path.string() + ": " + why);
-    }
-    p += n;
-    left -= static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    std::string why = errno_text();
-    ::unlink(tmp.c_str());
-    throw OutputError(path.string() + ": " + why);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string why = errno_text();
-    ::unlink(tmp.c_str());
-    throw OutputError(path.string() + ": " + why);
-  }
-  fsync_dir(path.parent_path());
-}
 
 // ---------------------------------------------------------------------------------------------
 // Named tensors (see named_tensors.h)

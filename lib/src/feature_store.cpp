@@ -1,5 +1,7 @@
 #include "satcap/feature_store.h"
 
+#include "satcap/atomic_file.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -50,36 +52,6 @@ void sync_fd(int fd, const fs::path& path) {
   if (::fdatasync(fd) != 0) throw OutputError(path.string() + ": " + errno_text());
 }
 
-void sync_dir(const fs::path& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
-void write_file_atomically(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += ".tmp-" + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw OutputError(path.string() + ": " + errno_text());
-  try {
-    write_all(fd, text.data(), text.size(), 0, path);
-    if (::fsync(fd) != 0) throw OutputError(path.string() + ": " + errno_text());
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string e = errno_text();
-    ::unlink(tmp.c_str());
-    throw OutputError(path.string() + ": " + e);
-  }
-  sync_dir(path.parent_path());
-}
-
 std::uint64_t file_size(int fd) {
   struct stat st{};
   if (::fstat(fd, &st) != 0) return 0;
@@ -127,7 +99,7 @@ struct FeatureStore::Impl {
                 {"keys", spec.keys}};
   }
 
-  void write_meta() { write_file_atomically(meta_path(), meta_json().dump(1) + "\n"); }
+  void write_meta() { write_file_atomic(meta_path(), meta_json().dump(1) + "\n", ParentDirs::must_exist); }
 
   void build_index(const std::string& where) {
     index.clear();

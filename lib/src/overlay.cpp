@@ -1,5 +1,7 @@
 #include "satcap/overlay.h"
 
+#include "satcap/atomic_file.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -24,35 +26,6 @@ namespace satcap {
 namespace {
 
 std::string errno_text(int err) { return std::strerror(err); }
-
-// Writes bytes to "<path>.tmp-<pid>", fsyncs and renames over `path`.
-void write_file_atomic(const fs::path& path, const std::string& bytes) {
-  const fs::path tmp = path.string() + ".tmp-" + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw OutputError(path.string() + ": cannot create (" + errno_text(errno) + ")");
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw OutputError(path.string() + ": " + errno_text(err));
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    throw OutputError(path.string() + ": " + errno_text(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    throw OutputError(path.string() + ": cannot rename into place (" + errno_text(err) + ")");
-  }
-}
 
 void ensure_directory(const fs::path& dir) {
   std::error_code ec;
@@ -339,7 +312,7 @@ void write_image_rgb(const fs::path& path, const cv::Mat& rgb) {
   std::vector<int> params;
   if (ext == ".png") params = {cv::IMWRITE_PNG_COMPRESSION, 3};
   else params = {cv::IMWRITE_JPEG_QUALITY, 90};
-  write_file_atomic(path, encode_image(rgb, ext, params, path.string()));
+  write_file_atomic(path, encode_image(rgb, ext, params, path.string()), ParentDirs::must_exist);
 }
 
 OverlayFiles write_overlays(const CaptionedImage& image, const RenderedOverlays& rendered, const fs::path& dir,

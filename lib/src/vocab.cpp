@@ -1,5 +1,7 @@
 #include "satcap/vocab.h"
 
+#include "satcap/atomic_file.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -172,33 +174,7 @@ Vocabulary Vocabulary::from_json(const json& j, const std::string& where) {
 }
 
 void Vocabulary::save(const fs::path& path) const {
-  std::string text = to_json().dump(1) + "\n";
-  fs::path tmp = path;
-  tmp += ".tmp-" + std::to_string(getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw OutputError(path.string() + ": " + std::strerror(errno));
-  std::size_t off = 0;
-  while (off < text.size()) {
-    ssize_t w = ::write(fd, text.data() + off, text.size() - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw OutputError(path.string() + ": " + std::strerror(e));
-    }
-    off += static_cast<std::size_t>(w);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    throw OutputError(path.string() + ": " + std::strerror(e));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    throw OutputError(path.string() + ": " + std::strerror(e));
-  }
+  write_file_atomic(path, to_json().dump(1) + "\n", ParentDirs::must_exist);
 }
 
 Vocabulary Vocabulary::load(const fs::path& path) {

@@ -9,6 +9,8 @@
 // removed once the new one is in place.
 #pragma once
 
+#include "satcap/atomic_file.h"  // write_file_atomic, used by bundle and checkpoint writers
+
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -53,8 +55,5 @@ Bundle load_bundle(const std::filesystem::path& dir, const std::string& expected
 // The folder load_bundle would read for `dir` (dir itself, or dir/model).
 std::filesystem::path resolve_bundle_dir(const std::filesystem::path& dir);
 
-// Writes `bytes` to `path` atomically ("<path>.tmp-<pid>", fsync, rename). OutputError naming
-// the path when it cannot be written (permissions, full disk).
-void write_file_atomic(const std::filesystem::path& path, const std::string& bytes);
 
 }  // namespace satcap

@@ -1,0 +1,21 @@
+// Writing a whole file so that a reader sees the old content or the new, never a mix: bytes go to
+// "<path>.tmp-<pid>", are fsynced, renamed over `path`, and the folder is fsynced. The one
+// implementation every satcap writer of small files (JSON, bundles, checkpoints, PNGs) uses.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace satcap {
+
+enum class ParentDirs {
+  create,      // create missing parent folders first
+  must_exist,  // a missing parent folder is an OutputError
+};
+
+// Throws OutputError naming `path` (with the system's reason) when it cannot be written; the
+// temporary file is removed and an existing `path` is left as it was.
+void write_file_atomic(const std::filesystem::path& path, const std::string& bytes,
+                       ParentDirs parents = ParentDirs::create);
+
+}  // namespace satcap
