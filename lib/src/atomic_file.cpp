@@ -15,7 +15,9 @@ namespace {
 
 std::string errno_text() { return std::strerror(errno); }
 
-void fsync_dir(const fs::path& dir) {
+}  // namespace
+
+void fsync_directory(const fs::path& dir) {
   int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
   if (fd >= 0) {
     ::fsync(fd);
@@ -23,15 +25,13 @@ void fsync_dir(const fs::path& dir) {
   }
 }
 
-std::string tmp_suffix() { return ".tmp-" + std::to_string(::getpid()); }
-
-}  // namespace
+std::string temporary_suffix() { return ".tmp-" + std::to_string(::getpid()); }
 
 void write_file_atomic(const fs::path& path, const std::string& bytes, ParentDirs parents) {
   std::error_code ec;
   if (parents == ParentDirs::create && path.has_parent_path()) fs::create_directories(path.parent_path(), ec);
   fs::path tmp = path;
-  tmp += tmp_suffix();
+  tmp += temporary_suffix();
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw OutputError(path.string() + ": " + errno_text());
   const char* p = bytes.data();
@@ -58,7 +58,7 @@ void write_file_atomic(const fs::path& path, const std::string& bytes, ParentDir
     ::unlink(tmp.c_str());
     throw OutputError(path.string() + ": " + why);
   }
-  fsync_dir(path.parent_path());
+  fsync_directory(path.parent_path());
 }
 
 }  // namespace satcap

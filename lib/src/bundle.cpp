@@ -20,22 +20,9 @@ namespace fs = std::filesystem;
 
 namespace satcap {
 
-// ---------------------------------------------------------------------------------------------
-// Atomic files
-
 namespace {
 
 std::string errno_text() { return std::strerror(errno); }
-
-void fsync_dir(const fs::path& dir) {
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
-std::string tmp_suffix() { return ".tmp-" + std::to_string(::getpid()); }
 
 }  // namespace
 
@@ -111,7 +98,7 @@ void save_bundle(const Bundle& bundle, const fs::path& dir_in) {
   std::error_code ec;
   fs::create_directories(dir.parent_path(), ec);
   fs::path tmp = dir;
-  tmp += tmp_suffix();
+  tmp += temporary_suffix();
   fs::remove_all(tmp, ec);
   if (!fs::create_directory(tmp, ec)) throw OutputError(tmp.string() + ": cannot create directory: " + ec.message());
 
@@ -129,7 +116,7 @@ void save_bundle(const Bundle& bundle, const fs::path& dir_in) {
   write_file_atomic(tmp / "weights.pt", archive_bytes(archive));
   bundle.vocab.save(tmp / "vocab.json");
   write_file_atomic(tmp / "config.json", config.dump(2) + "\n");  // last: its presence marks a complete bundle
-  fsync_dir(tmp);
+  fsync_directory(tmp);
 
   // Swap into place: the old bundle is moved aside first and only removed once the new one is in.
   fs::path old = dir;
@@ -149,7 +136,7 @@ void save_bundle(const Bundle& bundle, const fs::path& dir_in) {
     fs::remove_all(tmp, ec);
     throw OutputError(dir.string() + ": " + why);
   }
-  fsync_dir(dir.parent_path());
+  fsync_directory(dir.parent_path());
   if (had_old) fs::remove_all(old, ec);
 }
 

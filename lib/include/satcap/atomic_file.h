@@ -18,4 +18,10 @@ enum class ParentDirs {
 void write_file_atomic(const std::filesystem::path& path, const std::string& bytes,
                        ParentDirs parents = ParentDirs::create);
 
+// Flushes a folder's entries (a rename into it) to disk; best effort, errors ignored.
+void fsync_directory(const std::filesystem::path& dir);
+
+// ".tmp-<pid>": the suffix of satcap's temporary files and folders before their rename.
+std::string temporary_suffix();
+
 }  // namespace satcap
