@@ -73,6 +73,11 @@ const CommandRegistration registration{
       sub.add_option("--image", o.image_id, "Image id of the test image drawn (-1 = the test image with most objects)")
           ->capture_default_str();
       sub.add_flag("--retrain", o.retrain, "Train again even when OUT/soft and OUT/hard hold finished runs");
+      sub.add_option("--attention", o.attention,
+                     "Runs to train and evaluate: both (the table and figure), or only soft or hard (two processes "
+                     "can share the cores; a later 'both' reuses their finished runs)")
+          ->capture_default_str()
+          ->check(CLI::IsMember({"both", "soft", "hard"}));
       return [c] {
         CompareOptions o = c->options;
         if (!c->config.empty()) {
@@ -97,7 +102,10 @@ const CommandRegistration registration{
           if (opt->count() > 0) set(o.train);
         const GlobalOptions& g = global_options();
         const CompareReport r = run_compare(o, parse_device(g.device), std::cerr, g.quiet);
-        std::cout << r.markdown;
+        if (r.markdown.empty())
+          std::cout << r.table.dump(1) << "\n";  // one run: its metrics and training summary
+        else
+          std::cout << r.markdown;
         if (!r.figure.empty()) std::cout << "\nfigure: " << r.figure << "\n";
         return 0;
       };

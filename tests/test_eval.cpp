@@ -304,3 +304,37 @@ TEST_CASE("compare: soft and hard trained on the same data, one table, one stack
   REQUIRE_FALSE(png.empty());
   CHECK(png.rows >= 2 * 224);
 }
+
+TEST_CASE("compare: --attention runs one model; more epochs later continue it, as if trained straight", "[eval]") {
+  const fs::path data = tiny_scenes();
+  const fs::path base = fresh_temp_dir("eval_compare_continue");
+  auto compare = [&](const fs::path& out, const std::string& epochs) {
+    return run_satcap({"compare", "--data", data.string(), "--out", out.string(), "--quick", "--attention", "soft",
+                       "--max-steps", "0", "--epochs", epochs, "--hidden-dim", "16", "--embed-dim", "16",
+                       "--attention-dim", "16", "--val-max-images", "2", "--threads", "1"});
+  };
+  const CommandResult first = compare(base / "continued", "1");
+  INFO(first.out << first.err);
+  REQUIRE(first.exit_code == 0);
+  CHECK_FALSE(fs::exists(base / "continued" / "hard"));         // only the soft run
+  CHECK_FALSE(fs::exists(base / "continued" / "compare.md"));   // no table for one run
+  CHECK(json::parse(first.out).contains("soft"));               // its row is printed instead
+  const json one = read_json(base / "continued" / "soft" / "compare_training.json");
+
+  const CommandResult second = compare(base / "continued", "2");
+  INFO(second.out << second.err);
+  REQUIRE(second.exit_code == 0);
+  CHECK(second.err.find("continuing the soft-attention run") != std::string::npos);
+  const json two = read_json(base / "continued" / "soft" / "compare_training.json");
+  CHECK(two.at("continued_from_epochs") == 1);
+  CHECK(two.at("steps").get<int>() == 2 * one.at("steps").get<int>());
+  CHECK(two.at("training_seconds").get<double>() >= one.at("training_seconds").get<double>());
+
+  const CommandResult straight = compare(base / "straight", "2");
+  INFO(straight.out << straight.err);
+  REQUIRE(straight.exit_code == 0);
+  CHECK(straight.err.find("continuing") == std::string::npos);
+  // The best bundle of both: the same weights, byte for byte.
+  CHECK(read_text_file(base / "straight" / "soft" / "model" / "weights.pt") ==
+        read_text_file(base / "continued" / "soft" / "model" / "weights.pt"));
+}

@@ -375,6 +375,22 @@ void FeatureStore::finalize() {
   m.write_meta();
 }
 
+namespace {
+
+// Drops the mapped pages of [p, p + bytes) from this process (rounded out to whole pages): the
+// kernel's page cache keeps them, so a later read faults them back in cheaply, but they no longer
+// count in the process's resident memory. Without this, an epoch over a 20,000-image store would
+// leave every row it read resident (9 GB of float32 features), and training's peak memory would
+// grow with the dataset instead of staying flat.
+void release_pages(const char* p, std::size_t bytes) {
+  static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<std::uintptr_t>(p) & ~(page - 1);
+  const auto end = reinterpret_cast<std::uintptr_t>(p) + bytes;
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advisory: failure is harmless
+}
+
+}  // namespace
+
 at::Tensor FeatureStore::gather(const std::vector<std::int64_t>& rows) const {
   const Impl& m = *impl_;
   const std::int64_t n = m.spec.regions, D = m.spec.dim;
@@ -391,6 +407,7 @@ at::Tensor FeatureStore::gather(const std::vector<std::int64_t>& rows) const {
     const char* src = m.row_ptr(row);
     const auto dtype = m.spec.dtype == FeatureDtype::float32 ? at::kFloat : at::kHalf;
     out[static_cast<std::int64_t>(b)].copy_(at::from_blob(const_cast<char*>(src), {n, D}, at::TensorOptions().dtype(dtype)));
+    release_pages(src, m.row_bytes);
   }
   return out;
 }

@@ -51,8 +51,13 @@ struct CompareOptions {
   // the first among equals).
   std::int64_t image_id = -1;
   // Retrain even when OUT/soft and OUT/hard hold finished runs with the same options and data
-  // (otherwise those are reused and only evaluated again).
+  // (otherwise those are reused and only evaluated again; a finished run of the same options with
+  // fewer epochs is continued from its checkpoint, which gives the weights of training straight).
   bool retrain = false;
+  // Which runs this invocation trains and evaluates: "both" (the table and the figure), or only
+  // "soft" or "hard" (that run's training and evaluation, no table): two processes, one per
+  // attention, can then share the cores, and a final "both" reuses their finished runs.
+  std::string attention = "both";
 };
 
 // Throws UsageError naming the option.
@@ -64,8 +69,9 @@ void validate(const CompareOptions& options);
 CompareOptions quick_compare_options(const CompareOptions& options);
 
 struct CompareReport {
-  nlohmann::json table;  // {"soft": {...metrics, "training_seconds"}, "hard": {...}} (OUT/compare.json)
-  std::string markdown;  // the table as Markdown (OUT/compare.md)
+  nlohmann::json table;  // {"soft": {...metrics, "training_seconds"}, "hard": {...}} (OUT/compare.json;
+                         // with --attention soft|hard only that key, and no file)
+  std::string markdown;  // the table as Markdown (OUT/compare.md; "" with --attention soft|hard)
   std::string figure;    // path of OUT/attention_soft_vs_hard.png ("" when none could be drawn)
 };
 

@@ -1,0 +1,134 @@
+// Learning, measured fast (issue #4's "fast version"): a small scenes dataset the model never saw
+// at test time, features from the real embedded encoder, a soft and a hard model trained by the
+// library's training loop (the code behind `satcap train`) for a few minutes of CPU, then `satcap
+// eval`'s evaluation on the test split. The models must beat thresholds far above what an untrained
+// or a caption-ignoring model reaches, on BLEU-4 and on pointing (attention's argmax inside the box
+// of the object a generated word names). The full-size measurement is tools/compare_attention.sh.
+#include "testing.h"
+
+#include <ATen/Parallel.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+
+#include "satcap/dataset.h"
+#include "satcap/encoder.h"
+#include "satcap/evaluate.h"
+#include "satcap/prepare.h"
+#include "satcap/scenes.h"
+#include "satcap/trainer.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using namespace satcap;
+
+namespace {
+
+// 600 scenes (480 train, 60 val, 60 test) and their mobilenet_v2 features, made once per process.
+struct LearningData {
+  fs::path scenes;
+  fs::path features;
+};
+
+const LearningData& learning_data() {
+  static LearningData made;
+  if (!made.scenes.empty()) return made;
+  const fs::path dir = fresh_temp_dir("learning_" + std::to_string(::getpid()));
+  SceneOptions so;
+  so.out_dir = (dir / "scenes").string();
+  so.images = 600;
+  so.seed = 21;
+  so.threads = 1;
+  generate_scenes(so);
+  EncoderOptions eo;  // mobilenet_v2, imported by tools/setup.sh into models/embedded
+  std::unique_ptr<Encoder> encoder = load_encoder(eo);
+  encoder->train(false);
+  const Dataset dataset = load_dataset(so.out_dir);
+  PrepareOptions po;
+  const PrepareSummary ps = prepare_features(dataset, *encoder, (dir / "features").string(), po);
+  REQUIRE(ps.failed == 0);
+  REQUIRE(ps.images == 600);
+  made.scenes = dir / "scenes";
+  made.features = dir / "features";
+  return made;
+}
+
+// Trains a model with `attention` on the learning data; returns the test split's metrics
+// (greedy decoding, as validation does).
+nlohmann::json train_and_evaluate(const std::string& attention, int64_t steps) {
+  const LearningData& data = learning_data();
+  const fs::path out = fresh_temp_dir("learning_" + attention + "_" + std::to_string(::getpid()));
+  TrainCommandOptions tc;
+  tc.data = data.scenes.string();
+  tc.features = data.features.string();
+  tc.out = (out / "train").string();
+  tc.eval_test = false;
+  TrainOptions to;
+  to.attention = attention;
+  to.embed_dim = 64;
+  to.attention_dim = 64;
+  to.hidden_dim = 128;
+  to.dropout = 0.1;
+  to.alpha_c = 0.2;
+  to.lr = 3e-3;
+  to.batch_size = 32;
+  to.epochs = 100;  // bounded by max_steps
+  to.max_steps = steps;
+  to.val_every = 1000;  // no validation while training: the test scores the last weights below
+  to.checkpoint_every = 0;
+  to.log_every = 100;
+  to.max_caption_length = 30;
+  to.seed = 3;
+  const TrainSummary s = run_training(tc, to, c10::Device(c10::kCPU), true);
+  REQUIRE(s.steps == steps);
+
+  EvalOptions eo;
+  eo.model = tc.out;
+  eo.data = data.scenes.string();
+  eo.features = data.features.string();
+  eo.split = "test";
+  eo.beam_size = 1;
+  eo.max_length = 30;
+  eo.out = (out / "eval").string();
+  std::ostringstream err;
+  const EvalReport r = run_evaluation(eo, c10::Device(c10::kCPU), err, true);
+  REQUIRE(r.images == 60);
+  REQUIRE(r.failed == 0);
+  INFO(attention << " after " << steps << " steps: " << r.metrics.dump());
+  return r.metrics;
+}
+
+}  // namespace
+
+// Thresholds. Chance levels for comparison: an untrained decoder scores BLEU-4 ~0; a decoder that
+// ignores the image and writes the most likely caption shape ("a large red circle and a small ...")
+// scores about 0.2 BLEU-4 on scenes; pointing by chance is the share of grid cells inside the named
+// object's box, about 10% (eval's "pointing_chance" reports it; the test checks it too).
+constexpr double kMinBleu4 = 0.35;
+constexpr double kMinPointing = 0.5;
+
+TEST_CASE("learning: a soft-attention model learns to caption scenes and points at what it names", "[learning]") {
+  at::set_num_threads(1);
+  const nlohmann::json m = train_and_evaluate("soft", 600);
+  INFO(m.dump());
+  CHECK(m.at("BLEU-4").get<double>() >= kMinBleu4);
+  REQUIRE(m.at("pointing").is_number());
+  CHECK(m.at("pointing").get<double>() >= kMinPointing);
+  CHECK(m.at("pointing").get<double>() > 3 * m.at("pointing_chance").get<double>());
+}
+
+TEST_CASE("learning: a hard-attention model (REINFORCE) learns to caption scenes and points at what it names",
+          "[learning]") {
+  at::set_num_threads(1);
+  const nlohmann::json m = train_and_evaluate("hard", 600);
+  INFO(m.dump());
+  CHECK(m.at("BLEU-4").get<double>() >= kMinBleu4);
+  REQUIRE(m.at("pointing").is_number());
+  CHECK(m.at("pointing").get<double>() >= kMinPointing);
+  CHECK(m.at("pointing").get<double>() > 3 * m.at("pointing_chance").get<double>());
+}
