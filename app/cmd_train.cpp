@@ -1,4 +1,5 @@
-// `satcap train`: trains a decoder on a dataset's prepared features and writes a model bundle.
+// `satcap train`: trains a decoder on a dataset's prepared features (or, with --fine-tune-encoder, on
+// its images together with the encoder's last blocks) and writes a model bundle.
 // Options: defaults < --config FILE.json < the command line; the effective set is written to
 // <out>/config.effective.json.
 #include <nlohmann/json.hpp>
@@ -49,7 +50,7 @@ const CommandRegistration registration{
       sub.add_option("--features", c.features,
                      "Prepared feature store (satcap prepare); \"\" = prepare one into <out>/features")
           ->capture_default_str();
-      sub.add_option("--encoder", c.encoder, "Encoder used to prepare features when --features is not given")
+      sub.add_option("--encoder", c.encoder, "Encoder used to prepare features when --features is not given (or fine-tuned)")
           ->capture_default_str();
       sub.add_option("--min-word-count", c.min_word_count, "Words seen fewer times in training captions become <unk>")
           ->capture_default_str();
@@ -91,8 +92,14 @@ const CommandRegistration registration{
       add(o.seed, "--seed", "seed", "Seed of shuffling, initialisation, dropout and sampling");
       t->keys.emplace_back(sub.add_flag("--resume", o.resume, "Continue from <out>/checkpoint.pt"), "resume");
       t->keys.emplace_back(
-          sub.add_flag("--fine-tune-encoder", o.fine_tune_encoder, "Also train the encoder's last blocks (not implemented yet)"),
+          sub.add_flag("--fine-tune-encoder", o.fine_tune_encoder,
+                       "Also train the encoder's last blocks (--fine-tune-blocks), from the images (no --features); "
+                       "the bundle then carries the tuned encoder weights"),
           "fine_tune_encoder");
+      add(o.fine_tune_blocks, "--fine-tune-blocks", "fine_tune_blocks",
+          "With --fine-tune-encoder: the encoder's last N blocks up to the feature layer are trained "
+          "(mobilenet_v2 2 = block_12 + block_13_expand; inception_v3 2 = mixed6 + mixed7)");
+      add(o.encoder_lr, "--encoder-lr", "encoder_lr", "With --fine-tune-encoder: Adam learning rate of the encoder's blocks");
 
       return [t] {
         std::set<std::string> given;

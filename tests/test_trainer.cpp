@@ -269,9 +269,9 @@ TEST_CASE("satcap train: from a scenes data set to a model bundle, config file a
   CHECK(fs::exists(dir / "out" / "test_scores.json"));
 
   auto refused = run_satcap({"train", "--data", (dir / "scenes").string(), "--out", (dir / "other").string(),
-                             "--fine-tune-encoder"});
+                             "--fine-tune-encoder", "--features", (dir / "out" / "features").string()});
   CHECK(refused.exit_code == 2);
-  CHECK_THAT(refused.err, Catch::Contains("not implemented"));
+  CHECK_THAT(refused.err, Catch::Contains("--features cannot be used with --fine-tune-encoder"));
   auto bad = run_satcap({"train", "--data", (dir / "scenes").string(), "--out", (dir / "other").string(), "--batch", "0"});
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.err, Catch::Contains("--batch"));

@@ -15,6 +15,7 @@
 #include "satcap/build_config.h"
 #include "satcap/error.h"
 #include "satcap/named_tensors.h"
+#include "satcap/tfjs_model.h"
 
 namespace fs = std::filesystem;
 
@@ -78,9 +79,21 @@ std::string Bundle::encoder_identity() const {
   return "";
 }
 
+std::string Bundle::encoder_tuned_tag() const {
+  if (!encoder.is_object()) return "";
+  auto it = encoder.find("fine_tuned");
+  if (it == encoder.end() || !it->is_object()) return "";
+  return it->value("digest", std::string());
+}
+
 void Bundle::require_encoder(const std::string& identity, const std::string& what) const {
   std::string mine = encoder_identity();
   if (identity.empty() || mine == identity) return;
+  if (!encoder_tuned_tag().empty())
+    throw ModelError("the model " + dir.string() + " fine-tuned its encoder (identity '" + mine + "'), but " + what +
+                     " uses encoder '" + identity +
+                     "'; features of another (or the frozen) encoder cannot be used with it: caption or evaluate "
+                     "from the images (without --features), which encodes them with the fine-tuned encoder");
   throw ModelError("the model " + dir.string() + " was trained on features of encoder '" + mine + "', but " + what +
                    " uses encoder '" + identity +
                    "'; use the encoder the model was trained with, or retrain the model on these features");
@@ -103,9 +116,22 @@ void save_bundle(const Bundle& bundle, const fs::path& dir_in) {
   if (!fs::create_directory(tmp, ec)) throw OutputError(tmp.string() + ": cannot create directory: " + ec.message());
 
   nlohmann::json config;
-  config["format_version"] = kBundleFormatVersion;
+  config["format_version"] = bundle.encoder_weights.empty() ? 1 : kBundleFormatVersion;
   config["satcap_version"] = SATCAP_VERSION;
   config["encoder"] = bundle.encoder;
+  if (!bundle.encoder_weights.empty()) {
+    // The identity of the tuned encoder: the frozen one's plus the digest of its tuned weights.
+    std::string base = bundle.encoder_identity();
+    if (bundle.encoder.contains("fine_tuned") && bundle.encoder["fine_tuned"].is_object())
+      base = bundle.encoder["fine_tuned"].value("base_identity", base);  // a loaded bundle saved again
+    torch::serialize::OutputArchive encoder_archive;
+    for (const auto& [name, t] : bundle.encoder_weights) encoder_archive.write(name, t.detach().to(c10::kCPU));
+    write_file_atomic(tmp / "encoder_weights.pt", archive_bytes(encoder_archive));
+    const std::string digest = file_digest(tmp / "encoder_weights.pt");
+    config["encoder"]["identity"] = base + ":tuned=" + digest;
+    config["encoder"]["fine_tuned"] = {{"weights", "encoder_weights.pt"}, {"digest", digest}, {"base_identity", base},
+                                       {"tensors", bundle.encoder_weights.size()}};
+  }
   config["decoder"] = nlohmann::json(bundle.decoder_options);
   config["training"] = bundle.training.is_null() ? nlohmann::json::object() : bundle.training;
   config["weights"] = "weights.pt";
@@ -217,6 +243,28 @@ Bundle load_bundle(const fs::path& dir_in, const std::string& expected_encoder_i
                      std::string(e.what()).substr(0, 200));
   }
   read_named_tensors(archive, *bundle.decoder, weights_path.string());
+  if (format >= 2 && bundle.encoder.contains("fine_tuned")) {
+    const nlohmann::json& ft = bundle.encoder["fine_tuned"];
+    if (!ft.is_object() || !ft.contains("weights") || !ft["weights"].is_string() || bundle.encoder_tuned_tag().empty())
+      throw ModelError(config_path.string() + ": malformed: encoder \"fine_tuned\" needs \"weights\" and \"digest\"");
+    fs::path encoder_path = dir / ft["weights"].get<std::string>();
+    if (!fs::exists(encoder_path))
+      throw ModelError(encoder_path.string() + ": missing; the model bundle " + dir.string() +
+                       " (fine-tuned encoder) is incomplete (copy the whole folder, or train it again)");
+    torch::serialize::InputArchive encoder_archive;
+    try {
+      encoder_archive.load_from(encoder_path.string());
+    } catch (const std::exception& e) {
+      throw ModelError(encoder_path.string() + ": not a satcap weights file (truncated or corrupt): " +
+                       std::string(e.what()).substr(0, 200));
+    }
+    for (const auto& name : encoder_archive.keys()) {
+      at::Tensor t;
+      encoder_archive.read(name, t);
+      bundle.encoder_weights[name] = t;
+    }
+    if (bundle.encoder_weights.empty()) throw ModelError(encoder_path.string() + ": holds no tensors");
+  }
   bundle.decoder->to(device);
   bundle.decoder->eval();
   return bundle;

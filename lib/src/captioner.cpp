@@ -116,6 +116,12 @@ EncoderOptions encoder_options_for(const Bundle& bundle, const std::string& mode
       throw ModelError(config.string() + ": encoder \"grid\" must be [rows, rows]");
     options.grid = (*grid)[0].get<int>();
   }
+  if (!bundle.encoder_weights.empty()) {  // a fine-tuned encoder: its tuned blocks are separate layers
+    auto blocks = e.find("trainable_blocks");
+    if (blocks == e.end() || !blocks->is_number_integer() || blocks->get<int>() < 1)
+      throw ModelError(config.string() + ": the fine-tuned encoder's \"trainable_blocks\" is missing");
+    options.trainable_blocks = blocks->get<int>();
+  }
   return options;
 }
 
@@ -132,6 +138,27 @@ std::vector<int> draw_regions(const std::vector<float>& alpha, int count, std::m
 }
 
 }  // namespace
+
+std::unique_ptr<Encoder> load_bundle_encoder(const Bundle& bundle, const std::string& models_dir, c10::Device device,
+                                             bool trainable) {
+  EncoderOptions eo = encoder_options_for(bundle, models_dir);
+  const std::string where = (bundle.dir / "config.json").string();
+  std::unique_ptr<Encoder> encoder;
+  try {
+    encoder = load_encoder(eo);
+  } catch (const UsageError& e) {
+    throw ModelError(where + ": cannot load the encoder it names: " + e.what());
+  }
+  encoder->to(device);
+  encoder->train(false);
+  if (!bundle.encoder_weights.empty()) {
+    encoder->load_trainable(bundle.encoder_weights, (bundle.dir / "encoder_weights.pt").string());
+    encoder->set_tuned_tag(bundle.encoder_tuned_tag());
+    if (!trainable) encoder->freeze();
+  }
+  bundle.require_encoder(encoder->identity(), "the encoder loaded now (" + eo.source + ")");
+  return encoder;
+}
 
 struct Captioner::Impl {
   CaptionerOptions options;
@@ -155,22 +182,15 @@ Captioner::Captioner(const CaptionerOptions& options, c10::Device device) : impl
                                     "set SATCAP_MODEL, or pass --model DIR");
   m.bundle = load_bundle(dir, "", device);
 
-  EncoderOptions eo = encoder_options_for(m.bundle, options.encoder_models_dir);
+  m.encoder = load_bundle_encoder(m.bundle, options.encoder_models_dir, device);
   const std::string where = (m.bundle.dir / "config.json").string();
-  try {
-    m.encoder = load_encoder(eo);
-  } catch (const UsageError& e) {
-    throw ModelError(where + ": cannot load the encoder it names: " + e.what());
-  }
-  m.encoder->to(device);
-  m.encoder->train(false);
-  m.bundle.require_encoder(m.encoder->identity(), "the encoder loaded now (" + eo.source + ")");
+  const std::string source = m.encoder->describe().value("name", m.encoder->describe().value("file", std::string()));
   const DecoderOptions& d = m.bundle.decoder_options;
   if (m.encoder->dim() != d.feature_dim)
     throw ModelError(where + ": the decoder takes " + std::to_string(d.feature_dim) + "-dimensional features, the encoder " +
-                     eo.source + " gives " + std::to_string(m.encoder->dim()));
+                     source + " gives " + std::to_string(m.encoder->dim()));
   if (d.regions != 0 && m.encoder->regions() != d.regions)
-    throw ModelError(where + ": the decoder takes " + std::to_string(d.regions) + " regions, the encoder " + eo.source +
+    throw ModelError(where + ": the decoder takes " + std::to_string(d.regions) + " regions, the encoder " + source +
                      " gives " + std::to_string(m.encoder->regions()));
   m.bundle.decoder->eval();
 

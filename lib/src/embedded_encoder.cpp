@@ -136,7 +136,7 @@ class EmbeddedEncoder final : public Encoder {
 
   std::string identity() const override {
     return std::string("nsfwjs@4.4.0/") + spec_.name + ":" + spec_.feature_layer + "@" + std::to_string(pre_.height) + "x" +
-           std::to_string(pre_.width) + ":grid" + std::to_string(options_.grid) + ":" + digest_;
+           std::to_string(pre_.width) + ":grid" + std::to_string(options_.grid) + ":" + digest_ + tuned_suffix();
   }
 
   nlohmann::json describe() const override {
@@ -167,6 +167,22 @@ class EmbeddedEncoder final : public Encoder {
       }
     }
     return out;
+  }
+
+  std::vector<std::pair<std::string, at::Tensor>> named_trainable_parameters() override {
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    for (const auto& l : trainable_layers_) {
+      for (auto& [name, t] : graph_->named_parameters(l)) {
+        if (t.requires_grad()) out.emplace_back(l + "/" + name, t);
+      }
+    }
+    return out;
+  }
+
+  void freeze() override {
+    for (const auto& l : trainable_layers_) graph_->set_requires_grad(l, false);
+    trainable_layers_.clear();
+    folded_ += graph_->fold_batch_norms();
   }
 
   // BatchNormalization always uses its moving statistics (fine-tuning with small caption

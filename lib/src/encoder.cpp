@@ -26,6 +26,26 @@ at::Tensor Encoder::encode(const std::vector<cv::Mat>& rgb_images) {
   return forward(preprocess(rgb_images));
 }
 
+void Encoder::load_trainable(const std::map<std::string, at::Tensor>& weights, const std::string& where) {
+  at::NoGradGuard no_grad;
+  auto mine = named_trainable_parameters();
+  if (mine.size() != weights.size())
+    throw ModelError(where + ": " + std::to_string(weights.size()) + " fine-tuned encoder tensors, the encoder " +
+                     identity() + " has " + std::to_string(mine.size()) + " trainable ones");
+  for (auto& [name, target] : mine) {
+    auto it = weights.find(name);
+    if (it == weights.end()) throw ModelError(where + ": fine-tuned encoder tensor '" + name + "' is missing");
+    if (it->second.sizes() != target.sizes())
+      throw ModelError(where + ": fine-tuned encoder tensor '" + name + "' has wrong shape: got " +
+                       c10::str(it->second.sizes()) + ", expected " + c10::str(target.sizes()));
+    target.copy_(it->second.to(target.scalar_type()));
+  }
+}
+
+void Encoder::freeze() {
+  for (auto& t : trainable_parameters()) t.requires_grad_(false);
+}
+
 std::unique_ptr<Encoder> load_encoder(const EncoderOptions& options) {
   validate(options);
   const std::string& s = options.source;

@@ -440,6 +440,14 @@ std::vector<at::Tensor> KerasGraph::parameters(const std::string& layer) const {
   return out;
 }
 
+std::vector<std::pair<std::string, at::Tensor>> KerasGraph::named_parameters(const std::string& layer) const {
+  auto it = impl_->index.find(layer);
+  if (it == impl_->index.end()) throw ModelError("no layer named '" + layer + "' in the model");
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& [name, t] : impl_->layers[it->second].params) out.emplace_back(name, t);
+  return out;
+}
+
 void KerasGraph::set_requires_grad(const std::string& layer, bool on) {
   auto it = impl_->index.find(layer);
   if (it == impl_->index.end()) throw ModelError("no layer named '" + layer + "' in the model");

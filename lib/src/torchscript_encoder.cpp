@@ -96,7 +96,7 @@ class TorchScriptEncoder final : public Encoder {
 
   std::string identity() const override {
     return "torchscript/" + arch_ + ":" + fs::path(options_.source).filename().string() + "@" + std::to_string(pre_.height) + "x" +
-           std::to_string(pre_.width) + ":grid" + std::to_string(options_.grid) + ":" + digest_;
+           std::to_string(pre_.width) + ":grid" + std::to_string(options_.grid) + ":" + digest_ + tuned_suffix();
   }
 
   nlohmann::json describe() const override {
@@ -126,6 +126,14 @@ class TorchScriptEncoder final : public Encoder {
     std::vector<at::Tensor> out;
     for (const auto& p : module_.parameters(true)) {
       if (p.requires_grad()) out.push_back(p);
+    }
+    return out;
+  }
+
+  std::vector<std::pair<std::string, at::Tensor>> named_trainable_parameters() override {
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    for (const auto& p : module_.named_parameters(true)) {
+      if (p.value.requires_grad()) out.emplace_back(p.name, p.value);
     }
     return out;
   }

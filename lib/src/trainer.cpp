@@ -15,10 +15,12 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <future>
 #include <random>
 #include <sstream>
 
 #include "satcap/bundle.h"
+#include "satcap/encoder.h"
 #include "satcap/error.h"
 #include "satcap/metrics.h"
 #include "satcap/named_tensors.h"
@@ -30,7 +32,9 @@ namespace fs = std::filesystem;
 
 namespace satcap {
 
-constexpr int kCheckpointFormatVersion = 1;
+// The newest checkpoint format read and written: 2 holds a fine-tuned encoder's tensors and Adam
+// state (written only when fine-tuning; checkpoints of a frozen encoder stay format 1).
+constexpr int kCheckpointFormatVersion = 2;
 
 DecoderOptions decoder_options_for(const TrainOptions& o, int vocab_size, int feature_dim, int regions) {
   DecoderOptions d;
@@ -88,10 +92,39 @@ std::vector<int64_t> epoch_order(std::size_t n, uint64_t seed, int epoch) {
 }
 
 struct Batch {
-  at::Tensor features;  // [B, n, D]
+  std::vector<int64_t> rows;  // feature (or image) row of each caption
+  at::Tensor features;  // [B, n, D] (fine-tuning: computed by the encoder, not here)
   at::Tensor captions;  // [B, T] int64
   at::Tensor lengths;   // [B] int64
 };
+
+// Fine-tuning: the network input of a batch's distinct images and, per caption, its image's
+// position among them (images with several captions in the batch are encoded once).
+struct ImageBatch {
+  at::Tensor input;  // [U, 3, H, W]
+  at::Tensor index;  // [B] int64
+};
+
+ImageBatch load_images(const TrainingData& data, const std::vector<int64_t>& rows) {
+  std::vector<int64_t> distinct, index;
+  std::map<int64_t, int64_t> position;
+  for (int64_t r : rows) {
+    auto [it, added] = position.emplace(r, static_cast<int64_t>(distinct.size()));
+    if (added) distinct.push_back(r);
+    index.push_back(it->second);
+  }
+  return {data.images(distinct), at::tensor(index, at::kLong)};
+}
+
+// Region features of `rows` on `device`: gathered from the feature source, or encoded from the
+// images by the encoder being fine-tuned (with autograd when grad mode is on). [B, n, D]
+at::Tensor features_of(const TrainingData& data, const std::vector<int64_t>& rows, c10::Device device,
+                       ImageBatch* loaded = nullptr) {
+  if (!data.encoder) return data.gather(rows).to(device, at::kFloat);
+  ImageBatch images = loaded ? std::move(*loaded) : load_images(data, rows);
+  at::Tensor h = data.encoder->forward(images.input.to(device));  // [U, n, D]
+  return h.index_select(0, images.index.to(device));             // [B, n, D]
+}
 
 Batch make_batch(const TrainingData& data, const std::vector<int64_t>& order, int64_t begin, int64_t end,
                  int max_train_length, c10::Device device) {
@@ -118,7 +151,8 @@ Batch make_batch(const TrainingData& data, const std::vector<int64_t>& order, in
     for (std::size_t t = 0; t < caps[b].size(); ++t) ca[b][static_cast<int64_t>(t)] = caps[b][t];
   }
   Batch batch;
-  batch.features = data.gather(rows).to(device, at::kFloat);
+  if (!data.encoder) batch.features = data.gather(rows).to(device, at::kFloat);
+  batch.rows = std::move(rows);
   batch.captions = captions.to(device);
   batch.lengths = lengths.to(device);
   return batch;
@@ -132,6 +166,7 @@ struct Progress {
   int64_t batch = 0;      // next batch within the epoch
   int64_t step = 0;       // optimizer steps done
   double lr = 0;
+  double encoder_lr = 0;  // fine-tuning: the encoder's learning rate
   double best_bleu4 = -1;
   int best_epoch = 0;
   std::map<std::string, double> best_scores;
@@ -141,7 +176,7 @@ struct Progress {
 
   nlohmann::json to_json() const {
     return {{"epoch", epoch},         {"batch", batch},
-            {"step", step},           {"lr", lr},
+            {"step", step},           {"lr", lr}, {"encoder_lr", encoder_lr},
             {"best_bleu4", best_bleu4}, {"best_epoch", best_epoch},
             {"best_scores", best_scores}, {"since_best", since_best},
             {"early_stopped", early_stopped}, {"epochs_completed", epochs_completed}};
@@ -151,6 +186,7 @@ struct Progress {
     batch = j.at("batch").get<int64_t>();
     step = j.at("step").get<int64_t>();
     lr = j.at("lr").get<double>();
+    encoder_lr = j.value("encoder_lr", 0.0);
     best_bleu4 = j.at("best_bleu4").get<double>();
     best_epoch = j.at("best_epoch").get<int>();
     best_scores = j.at("best_scores").get<std::map<std::string, double>>();
@@ -160,9 +196,12 @@ struct Progress {
   }
 };
 
-bool all_finite(const torch::nn::Module& module) {
+bool all_finite(const torch::nn::Module& module, Encoder* encoder) {
   for (auto& p : module.parameters())
     if (!at::isfinite(p).all().item<bool>()) return false;
+  if (encoder)
+    for (auto& p : encoder->trainable_parameters())
+      if (!at::isfinite(p).all().item<bool>()) return false;
   return true;
 }
 
@@ -170,20 +209,32 @@ void set_lr(torch::optim::Adam& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
 }
 
-void save_checkpoint(const fs::path& path, Decoder& decoder, torch::optim::Adam& optimizer, const Progress& p,
-                     const TrainingData& data, const TrainOptions& options, c10::Device device) {
-  nlohmann::json meta = {{"format_version", kCheckpointFormatVersion},
+void save_checkpoint(const fs::path& path, Decoder& decoder, torch::optim::Adam& optimizer,
+                     torch::optim::Adam* encoder_optimizer, const Progress& p, const TrainingData& data,
+                     const TrainOptions& options, c10::Device device) {
+  nlohmann::json meta = {{"format_version", data.encoder ? kCheckpointFormatVersion : 1},
                          {"progress", p.to_json()},
                          {"decoder", decoder->options()},
                          {"train_captions", data.train.size()},
                          {"batch_size", options.batch_size},
                          {"seed", options.seed}};
+  std::vector<std::pair<std::string, at::Tensor>> encoder_tensors;
+  if (data.encoder) {
+    encoder_tensors = data.encoder->named_trainable_parameters();
+    meta["fine_tune"] = {{"encoder", data.encoder->identity()}, {"tensors", encoder_tensors.size()}};
+  }
   torch::serialize::OutputArchive archive;
   archive.write("meta", c10::IValue(meta.dump()));
   write_named_tensors(archive, *decoder, "model.");
   torch::serialize::OutputArchive opt_archive;
   optimizer.save(opt_archive);
   archive.write("optimizer", opt_archive);
+  if (data.encoder) {
+    for (auto& [name, t] : encoder_tensors) archive.write("encoder." + name, t.detach().to(c10::kCPU));
+    torch::serialize::OutputArchive encoder_opt_archive;
+    encoder_optimizer->save(encoder_opt_archive);
+    archive.write("encoder_optimizer", encoder_opt_archive);
+  }
   archive.write("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
   if (!device.is_cpu()) archive.write("rng.device", at::globalContext().defaultGenerator(device).get_state());
   write_file_atomic(path, archive_bytes(archive));
@@ -216,8 +267,17 @@ nlohmann::json read_checkpoint_meta(const fs::path& path) {
 namespace {
 
 Progress load_checkpoint(const fs::path& path, Decoder& decoder, torch::optim::Adam& optimizer,
-                         const TrainingData& data, const TrainOptions& options, c10::Device device) {
+                         torch::optim::Adam* encoder_optimizer, const TrainingData& data, const TrainOptions& options,
+                         c10::Device device) {
   nlohmann::json meta = read_checkpoint_meta(path);
+  const bool tuned = meta.contains("fine_tune");
+  if (tuned != (data.encoder != nullptr))
+    throw UsageError("--resume: " + path.string() + " was written " + (tuned ? "with" : "without") +
+                     " --fine-tune-encoder; resume with the same options");
+  if (tuned && meta["fine_tune"].value("encoder", std::string()) != data.encoder->identity())
+    throw UsageError("--resume: " + path.string() + " fine-tuned encoder '" + meta["fine_tune"].value("encoder", std::string()) +
+                     "', the encoder now is '" + data.encoder->identity() +
+                     "'; resume with the same --encoder and --fine-tune-blocks");
   if (meta.value("train_captions", std::size_t{0}) != data.train.size())
     throw UsageError("--resume: " + path.string() + " was written for " +
                      std::to_string(meta.value("train_captions", std::size_t{0})) + " training captions, the data now has " +
@@ -235,6 +295,22 @@ Progress load_checkpoint(const fs::path& path, Decoder& decoder, torch::optim::A
   torch::serialize::InputArchive opt_archive;
   if (!archive.try_read("optimizer", opt_archive)) throw ModelError(path.string() + ": optimizer state missing");
   optimizer.load(opt_archive);
+  if (tuned) {
+    at::NoGradGuard no_grad;
+    for (auto& [name, target] : data.encoder->named_trainable_parameters()) {
+      at::Tensor value;
+      if (!archive.try_read("encoder." + name, value))
+        throw ModelError(path.string() + ": fine-tuned encoder tensor '" + name + "' is missing");
+      if (value.sizes() != target.sizes())
+        throw ModelError(path.string() + ": fine-tuned encoder tensor '" + name + "' has wrong shape: got " +
+                         shape_text(value.sizes()) + ", expected " + shape_text(target.sizes()));
+      target.copy_(value);
+    }
+    torch::serialize::InputArchive encoder_opt_archive;
+    if (!archive.try_read("encoder_optimizer", encoder_opt_archive))
+      throw ModelError(path.string() + ": the encoder's optimizer state is missing");
+    encoder_optimizer->load(encoder_opt_archive);
+  }
   at::Tensor rng;
   if (!archive.try_read("rng.cpu", rng)) throw ModelError(path.string() + ": random state missing");
   at::Generator cpu_generator = at::detail::getDefaultCPUGenerator();  // a handle on the global generator
@@ -282,12 +358,12 @@ std::map<std::string, double> validate_decoder(Decoder& decoder, const TrainingD
   tokens.start = Vocabulary::start_id;
   tokens.end = Vocabulary::end_id;
   tokens.banned = {Vocabulary::pad_id, Vocabulary::start_id};
-  const std::size_t chunk = 64;
+  const std::size_t chunk = data.encoder ? 16 : 64;  // images through the whole encoder: smaller chunks
   for (std::size_t begin = 0; begin < n; begin += chunk) {
     std::size_t end = std::min(n, begin + chunk);
     std::vector<int64_t> rows;
     for (std::size_t i = begin; i < end; ++i) rows.push_back(data.val[i].feature_row);
-    auto features = data.gather(rows).to(device, at::kFloat);
+    auto features = features_of(data, rows, device);  // fine-tuning: the encoder as it is now
     auto hyps = search(decoder, features, tokens, search_options);
     for (std::size_t i = begin; i < end; ++i) {
       const auto& img = data.val[i];
@@ -310,7 +386,8 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
                            c10::Device device, bool quiet) {
   validate(options);
   if (data.train.empty()) throw InputError("no training captions (is the dataset's train split empty?)");
-  if (!data.gather) throw InputError("no feature source");
+  if (!data.gather && !data.encoder) throw InputError("no feature source");
+  if (data.encoder && !data.images) throw InputError("fine-tuning: no image source");
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (!fs::is_directory(out_dir)) throw OutputError(out_dir.string() + ": cannot create the output folder");
@@ -321,11 +398,24 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
   decoder->to(device);
   decoder->train();
   torch::optim::Adam optimizer(decoder->parameters(), torch::optim::AdamOptions(options.lr));
+  // Fine-tuning: the encoder's trainable blocks get their own Adam (the rest stays frozen).
+  std::unique_ptr<torch::optim::Adam> encoder_optimizer;
+  std::vector<at::Tensor> encoder_params;
+  if (data.encoder) {
+    if (data.encoder->device() != device) data.encoder->to(device);  // before taking the parameters
+    data.encoder->train(true);
+    encoder_params = data.encoder->trainable_parameters();
+    if (encoder_params.empty())
+      throw UsageError("--fine-tune-encoder: the encoder " + data.encoder->identity() + " has no trainable parameters");
+    encoder_optimizer = std::make_unique<torch::optim::Adam>(encoder_params, torch::optim::AdamOptions(options.encoder_lr));
+  }
   Progress p;
   p.lr = options.lr;
+  p.encoder_lr = options.encoder_lr;
   if (options.resume) {
-    p = load_checkpoint(checkpoint_path, decoder, optimizer, data, options, device);
+    p = load_checkpoint(checkpoint_path, decoder, optimizer, encoder_optimizer.get(), data, options, device);
     set_lr(optimizer, p.lr);
+    if (encoder_optimizer) set_lr(*encoder_optimizer, p.encoder_lr);
   } else {
     at::manual_seed(options.seed);  // dropout and hard-attention sampling
   }
@@ -354,10 +444,10 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
   };
   int64_t last_checkpoint_step = options.resume ? p.step : -1;
   auto checkpoint = [&] {
-    if (!all_finite(*decoder))
+    if (!all_finite(*decoder, data.encoder))
       throw TrainingStopped("step " + std::to_string(p.step) + ": the weights are no longer finite; the last good "
                             "checkpoint " + checkpoint_path.string() + " is kept (lower --lr)");
-    save_checkpoint(checkpoint_path, decoder, optimizer, p, data, options, device);
+    save_checkpoint(checkpoint_path, decoder, optimizer, encoder_optimizer.get(), p, data, options, device);
     last_checkpoint_step = p.step;
     log.write({{"kind", "checkpoint"}, {"step", p.step}, {"epoch", p.epoch}, {"batch", p.batch}});
   };
@@ -379,6 +469,9 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
 
   while (p.epoch < options.epochs && !p.early_stopped) {
     auto order = epoch_order(data.train.size(), options.seed, p.epoch);
+    // Fine-tuning: the next batch's images are decoded on a worker thread while this one trains
+    // (destroyed before `order`; a load that is never used is waited for and dropped).
+    std::future<ImageBatch> next_images;
     while (p.batch < steps_per_epoch) {
       if (options.max_steps > 0 && p.step >= options.max_steps) {
         reached_max = true;
@@ -390,6 +483,17 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
       }
       int64_t begin = p.batch * options.batch_size, end = std::min(N, begin + options.batch_size);
       Batch batch = make_batch(data, order, begin, end, options.max_train_length, device);
+      if (data.encoder) {
+        ImageBatch images = next_images.valid() ? next_images.get() : load_images(data, batch.rows);
+        const int64_t next = p.batch + 1;
+        if (next < steps_per_epoch && (options.max_steps == 0 || p.step + 1 < options.max_steps)) {
+          std::vector<int64_t> rows;
+          for (int64_t i = next * options.batch_size; i < std::min(N, (next + 1) * options.batch_size); ++i)
+            rows.push_back(data.train[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])].feature_row);
+          next_images = std::async(std::launch::async, [&data, rows = std::move(rows)] { return load_images(data, rows); });
+        }
+        batch.features = features_of(data, batch.rows, device, &images);  // [B, n, D], with autograd
+      }
       DecoderOutput out = decoder->forward(batch.features, batch.captions, batch.lengths);
       LossTerms terms = decoder->loss(out);
       double total = terms.total.item<double>();
@@ -399,14 +503,17 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
              ", training stopped (lower --lr, or check the features for non-finite values)");
       }
       optimizer.zero_grad();
+      if (encoder_optimizer) encoder_optimizer->zero_grad();
       terms.total.backward();
-      if (options.grad_clip > 0) {
+      if (options.grad_clip > 0) {  // the decoder's and the encoder's gradients are clipped separately
         double norm = torch::nn::utils::clip_grad_norm_(params, options.grad_clip);
+        if (encoder_optimizer) norm += torch::nn::utils::clip_grad_norm_(encoder_params, options.grad_clip);
         if (!std::isfinite(norm))
           stop("step " + std::to_string(p.step + 1) + ": the gradient norm is not finite, training stopped "
                "before the update (lower --lr)");
       }
       optimizer.step();
+      if (encoder_optimizer) encoder_optimizer->step();
       ++p.batch;
       ++p.step;
 
@@ -431,6 +538,7 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
                                  {"steps_per_s", window > 0 ? k / window : 0.0},
                                  {"time_s", elapsed()}};
         if (options.attention == "hard") record["baseline"] = scalar(decoder->baseline());
+        if (encoder_optimizer) record["encoder_lr"] = p.encoder_lr;
         log.write(record);
         char note[64];
         std::snprintf(note, sizeof note, "epoch %d, loss %.3f", p.epoch + 1, sum_total / k);
@@ -491,6 +599,10 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
           bar.message("learning rate " + std::to_string(p.lr) + " -> " + std::to_string(new_lr));
           p.lr = new_lr;
           set_lr(optimizer, p.lr);
+          if (encoder_optimizer) {
+            p.encoder_lr *= options.lr_decay;
+            set_lr(*encoder_optimizer, p.encoder_lr);
+          }
         }
         if (options.early_stop_patience > 0 && p.since_best >= options.early_stop_patience) {
           p.early_stopped = true;

@@ -56,6 +56,10 @@ void validate(const TrainOptions& o) {
           "--max-caption-length must be at least 1 (got " + std::to_string(o.max_caption_length) + ")");
   require(o.max_train_length >= 0,
           "--max-train-length must be 0 (no limit) or positive (got " + std::to_string(o.max_train_length) + ")");
+  require(o.fine_tune_blocks >= 1,
+          "--fine-tune-blocks must be at least 1 (got " + std::to_string(o.fine_tune_blocks) + ")");
+  require(std::isfinite(o.encoder_lr) && o.encoder_lr > 0,
+          "--encoder-lr must be a positive number (got " + str(o.encoder_lr) + ")");
   require(o.max_steps >= 0, "--max-steps must be 0 (no limit) or positive (got " + std::to_string(o.max_steps) + ")");
 }
 
@@ -84,7 +88,9 @@ void validate(const TrainOptions& o) {
   X(max_steps)                        \
   X(seed)                             \
   X(resume)                           \
-  X(fine_tune_encoder)
+  X(fine_tune_encoder)                \
+  X(fine_tune_blocks)                 \
+  X(encoder_lr)
 
 nlohmann::json to_json(const TrainOptions& o) {
   nlohmann::json j = nlohmann::json::object();

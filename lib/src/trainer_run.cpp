@@ -3,13 +3,16 @@
 #include <nlohmann/json.hpp>
 
 #include <iostream>
+#include <optional>
 
 #include "satcap/build_config.h"
 #include "satcap/bundle.h"
+#include "satcap/captioner.h"
 #include "satcap/dataset.h"
 #include "satcap/encoder.h"
 #include "satcap/error.h"
 #include "satcap/feature_store.h"
+#include "satcap/image.h"
 #include "satcap/prepare.h"
 #include "satcap/trainer.h"
 #include "satcap/training_log.h"
@@ -40,9 +43,9 @@ nlohmann::json summary_json(const TrainSummary& s) {
 TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions& options, c10::Device device,
                           bool quiet) {
   validate(options);
-  if (options.fine_tune_encoder)
-    throw UsageError("--fine-tune-encoder: not implemented yet (training runs on prepared features with a frozen "
-                     "encoder); drop the option");
+  if (options.fine_tune_encoder && !command.features.empty())
+    throw UsageError("--features cannot be used with --fine-tune-encoder: the encoder's features change as it "
+                     "trains, so training reads the images; drop --features");
   if (command.data.empty()) throw UsageError("--data is required");
   if (command.out.empty()) throw UsageError("--out is required");
   if (command.min_word_count < 1)
@@ -59,17 +62,40 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
   Dataset dataset = load_dataset(command.data);
   for (const auto& w : dataset.warnings) std::cerr << "warning: " << w << "\n";
 
-  // The feature store: given, or prepared here with the default encoder.
+  // What the decoder trains on: a feature store (given, or prepared here with the encoder), or with
+  // fine_tune_encoder the images themselves, encoded at each step by the encoder being tuned.
   fs::path store_dir = command.features.empty() ? out / "features" : fs::path(command.features);
+  std::optional<FeatureStore> store_holder;
+  std::unique_ptr<Encoder> tuned;                 // fine-tuning: the encoder being trained
+  std::vector<fs::path> image_paths;              // fine-tuning: row -> image file
+  std::map<std::string, int64_t> image_rows;      // fine-tuning: image key -> row
+  if (options.fine_tune_encoder) {
+    EncoderOptions eo;
+    eo.source = command.encoder;
+    eo.trainable_blocks = options.fine_tune_blocks;
+    tuned = load_encoder(eo);
+    tuned->to(device);
+    for (const char* split : {"train", "val", "test"}) {
+      for (const ImageEntry* img : dataset.split(split)) {
+        if (image_rows.count(img->key)) continue;
+        if (!fs::is_regular_file(img->path)) continue;  // reported below as left out
+        image_rows[img->key] = static_cast<int64_t>(image_paths.size());
+        image_paths.push_back(img->path);
+      }
+    }
+    say("fine-tuning the last " + std::to_string(options.fine_tune_blocks) + " blocks of encoder " + tuned->identity() +
+        " (" + std::to_string(tuned->trainable_parameters().size()) + " tensors) on " +
+        std::to_string(image_paths.size()) + " images");
+  }
   bool prepared = false;
-  if (command.features.empty() && fs::exists(store_dir / "meta.json")) {
+  if (!tuned && command.features.empty() && fs::exists(store_dir / "meta.json")) {
     try {  // prepared by an earlier run into <out>/features (a resume, or a second training)
       prepared = FeatureStore::open(store_dir).complete();
     } catch (const Error&) {
       prepared = false;  // incomplete or mismatched: prepare_features resumes or reports it
     }
   }
-  if (command.features.empty() && !prepared) {
+  if (!tuned && command.features.empty() && !prepared) {
     EncoderOptions eo;
     eo.source = command.encoder;
     auto encoder = load_encoder(eo);
@@ -85,7 +111,22 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
     if (!quiet) std::cerr << "\n";
     for (const auto& f : ps.failures) std::cerr << "warning: " << f << " (image skipped)\n";
   }
-  FeatureStore store = FeatureStore::open(store_dir);
+  if (!tuned) store_holder.emplace(FeatureStore::open(store_dir));
+  // The row of an image in the feature source, if it has one.
+  auto row_of = [&](const ImageEntry& img) -> std::optional<int64_t> {
+    if (tuned) {
+      auto it = image_rows.find(img.key);
+      if (it == image_rows.end()) return std::nullopt;
+      return it->second;
+    }
+    auto row = store_holder->row_of(img.key);
+    if (!row || store_holder->state(*row) != RowState::written) return std::nullopt;
+    return static_cast<int64_t>(*row);
+  };
+  const std::string source_name = tuned ? "the dataset's images" : store_dir.string();
+  const int feature_dim = tuned ? tuned->dim() : store_holder->dim();
+  const int regions = tuned ? tuned->regions() : store_holder->regions();
+  const std::string encoder_identity = tuned ? tuned->identity() : store_holder->encoder_identity();
 
   // The vocabulary: from the training split, kept beside the checkpoint for resuming.
   const fs::path vocab_path = out / "vocab.json";
@@ -104,33 +145,47 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
   TrainingData data;
   std::size_t missing = 0;
   for (const ImageEntry* img : dataset.split("train")) {
-    auto row = store.row_of(img->key);
-    if (!row || store.state(*row) != RowState::written) {
+    auto row = row_of(*img);
+    if (!row) {
       ++missing;
       continue;
     }
-    for (const auto& c : img->captions)
-      data.train.push_back({static_cast<int64_t>(*row), vocab.encode(c.tokens)});
+    for (const auto& c : img->captions) data.train.push_back({*row, vocab.encode(c.tokens)});
   }
   for (const ImageEntry* img : dataset.split("val")) {
-    auto row = store.row_of(img->key);
-    if (!row || store.state(*row) != RowState::written) {
+    auto row = row_of(*img);
+    if (!row) {
       ++missing;
       continue;
     }
     ValidationImage v;
     v.id = std::to_string(img->id);
-    v.feature_row = static_cast<int64_t>(*row);
+    v.feature_row = *row;
     for (const auto& c : img->captions) v.references.push_back(c.raw);
     data.val.push_back(std::move(v));
   }
-  if (missing > 0)
+  if (missing > 0 && tuned)
+    std::cerr << "warning: " << missing << " train/val images are missing (no such file); they are left out\n";
+  else if (missing > 0)
     std::cerr << "warning: " << missing << " train/val images have no features in " << store_dir.string()
               << " (not prepared, or unreadable); they are left out\n";
   if (data.train.empty())
     throw InputError(command.data + ": no training captions with features (does the dataset have a \"train\" split, "
-                                    "and was " + store_dir.string() + " prepared from it?)");
-  data.gather = [&store](const std::vector<int64_t>& rows) { return store.gather(rows); };
+                                    "and was " + source_name + " prepared from it?)");
+  // Fine-tuning: images are read and preprocessed for rows (on the trainer's worker thread).
+  auto images_of = [&image_paths](Encoder* encoder) {
+    return [&image_paths, encoder](const std::vector<int64_t>& rows) {
+      std::vector<cv::Mat> rgb;
+      for (int64_t r : rows) rgb.push_back(read_image_rgb(image_paths[static_cast<std::size_t>(r)]));
+      return encoder->preprocess(rgb);  // [B, 3, H, W]
+    };
+  };
+  if (tuned) {
+    data.encoder = tuned.get();
+    data.images = images_of(tuned.get());
+  } else {
+    data.gather = [&store_holder](const std::vector<int64_t>& rows) { return store_holder->gather(rows); };
+  }
   say("training on " + std::to_string(data.train.size()) + " captions, validating on " +
       std::to_string(data.val.size()) + " images; vocabulary " + std::to_string(vocab.size()) + " words");
 
@@ -140,33 +195,38 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
     auto meta = read_checkpoint_meta(out / "checkpoint.pt");
     dopts = meta.at("decoder").get<DecoderOptions>();
   } else {
-    dopts = decoder_options_for(options, static_cast<int>(vocab.size()), store.dim(), store.regions());
+    dopts = decoder_options_for(options, static_cast<int>(vocab.size()), feature_dim, regions);
   }
-  if (dopts.vocab_size != static_cast<int>(vocab.size()) || dopts.feature_dim != store.dim())
+  if (dopts.vocab_size != static_cast<int>(vocab.size()) || dopts.feature_dim != feature_dim)
     throw UsageError("--resume: the checkpoint's decoder (vocabulary " + std::to_string(dopts.vocab_size) +
                      ", feature dim " + std::to_string(dopts.feature_dim) + ") does not fit the data (vocabulary " +
-                     std::to_string(vocab.size()) + ", feature dim " + std::to_string(store.dim()) + ")");
+                     std::to_string(vocab.size()) + ", feature dim " + std::to_string(feature_dim) + ")");
   at::manual_seed(options.seed);
   Decoder decoder(dopts);
 
   nlohmann::json effective = to_json(options);
   effective["data"] = command.data;
-  effective["features"] = store_dir.string();
-  effective["encoder"] = store.encoder_identity();
+  effective["features"] = tuned ? std::string() : store_dir.string();
+  effective["encoder"] = encoder_identity;
   effective["min_word_count"] = command.min_word_count;
   effective["decoder"] = dopts;
   write_file_atomic(out / "config.effective.json", effective.dump(2) + "\n");
 
   Bundle bundle;
-  bundle.encoder = store.encoder_description();
+  bundle.encoder = tuned ? tuned->describe() : store_holder->encoder_description();  // before tuning: no tag
   if (!bundle.encoder.is_object() || !bundle.encoder.contains("identity"))
-    bundle.encoder = {{"identity", store.encoder_identity()}};
+    bundle.encoder = {{"identity", encoder_identity}};
   bundle.decoder_options = dopts;
   bundle.vocab = vocab;
   bundle.satcap_version = SATCAP_VERSION;
   const fs::path model_dir = out / "model";
   auto keep = [&](Decoder& d, const TrainSummary& s) {
     bundle.decoder = d;
+    if (tuned) {  // the encoder's tuned blocks as they are now (copies: training goes on)
+      bundle.encoder_weights.clear();
+      for (auto& [name, t] : tuned->named_trainable_parameters())
+        bundle.encoder_weights[name] = t.detach().to(c10::kCPU).clone();
+    }
     bundle.training = {{"summary", summary_json(s)},
                        {"options", to_json(options)},
                        {"data", command.data},
@@ -182,16 +242,22 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
     TrainingData test;
     test.gather = data.gather;
     for (const ImageEntry* img : dataset.split("test")) {
-      auto row = store.row_of(img->key);
-      if (!row || store.state(*row) != RowState::written) continue;
+      auto row = row_of(*img);
+      if (!row) continue;
       ValidationImage v;
       v.id = std::to_string(img->id);
-      v.feature_row = static_cast<int64_t>(*row);
+      v.feature_row = *row;
       for (const auto& c : img->captions) v.references.push_back(c.raw);
       test.val.push_back(std::move(v));
     }
     if (!test.val.empty() && fs::exists(model_dir / "config.json")) {
-      Bundle best = load_bundle(model_dir, store.encoder_identity(), device);
+      Bundle best = load_bundle(model_dir, tuned ? std::string() : encoder_identity, device);
+      std::unique_ptr<Encoder> best_encoder;  // fine-tuning: the encoder as the best model saved it
+      if (tuned) {
+        best_encoder = load_bundle_encoder(best, "", device);
+        test.encoder = best_encoder.get();
+        test.images = images_of(best_encoder.get());
+      }
       TrainOptions test_options = options;
       test_options.val_max_images = 0;
       std::map<std::string, std::string> captions;

@@ -38,6 +38,13 @@ struct Bundle;
 // (the embedded default model, models/default in the repository).
 std::filesystem::path default_model_dir();
 
+// The encoder a bundle's config.json names, on `device` (embedded encoders from `models_dir`,
+// "" = the default), with the bundle's fine-tuned encoder weights applied: frozen for inference,
+// or left trainable (`trainable`, to continue tuning or inspect them). Throws ModelError when the
+// encoder cannot be loaded or its identity differs from the bundle's.
+std::unique_ptr<Encoder> load_bundle_encoder(const Bundle& bundle, const std::string& models_dir, c10::Device device,
+                                             bool trainable = false);
+
 struct CaptionerOptions {
   // Model bundle folder (config.json, vocab.json, weights.pt) or a training output folder
   // ("" = default_model_dir()).

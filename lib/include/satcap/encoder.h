@@ -10,8 +10,10 @@
 #include <nlohmann/json_fwd.hpp>
 #include <opencv2/core/mat.hpp>
 
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace satcap {
@@ -56,7 +58,28 @@ class Encoder {
   virtual void to(c10::Device device) = 0;
   // Parameters left trainable by EncoderOptions::trainable_blocks (empty when frozen).
   virtual std::vector<at::Tensor> trainable_parameters() = 0;
+  // The same parameters by stable name, as fine-tuned bundles and checkpoints store them
+  // (embedded: "<layer>/<weight|bias|gamma|beta>"; TorchScript: the module's dotted names).
+  virtual std::vector<std::pair<std::string, at::Tensor>> named_trainable_parameters() { return {}; }
+  // Copies fine-tuned weights (named as named_trainable_parameters) into the trainable parameters.
+  // Every trainable parameter must be given, with its shape; throws ModelError naming `where` and
+  // the tensor otherwise.
+  void load_trainable(const std::map<std::string, at::Tensor>& weights, const std::string& where);
+  // Makes every parameter frozen again (for inference with fine-tuned weights: no autograd,
+  // embedded encoders fold their BatchNormalizations again).
+  virtual void freeze();
+  // Fine-tuned weights make other features: identity() ends with ":tuned=<tag>" once a tag is set
+  // (the digest of the fine-tuned weights), so frozen features are never mixed with them.
+  void set_tuned_tag(const std::string& tag) { tuned_tag_ = tag; }
+  const std::string& tuned_tag() const { return tuned_tag_; }
   virtual void train(bool on) = 0;
+
+ protected:
+  // ":tuned=<tag>" or "" (appended to identity() by the implementations).
+  std::string tuned_suffix() const { return tuned_tag_.empty() ? std::string() : ":tuned=" + tuned_tag_; }
+
+ private:
+  std::string tuned_tag_;
 };
 
 // Loads the encoder named by `options`; throws ModelError (missing or malformed network, saying

@@ -13,6 +13,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace satcap {
@@ -44,6 +45,9 @@ class KerasGraph {
   std::vector<std::int64_t> input_shape() const;
   // The parameter tensors of a layer (converted layouts); empty for parameterless layers.
   std::vector<at::Tensor> parameters(const std::string& layer) const;
+  // The same with their names ("weight", "bias", "gamma", "beta", "mean", "var"); the tensors
+  // share storage with the graph's (copy_ into them changes the network).
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters(const std::string& layer) const;
   // Marks a layer's parameters as leaves that require (or not) gradients.
   void set_requires_grad(const std::string& layer, bool on);
   // Folds each BatchNormalization into the Conv2D/DepthwiseConv2D it reads when that convolution

@@ -1,5 +1,6 @@
 // Training the decoder on a prepared feature store (the encoder stays frozen: features are read,
-// never re-encoded). Adam with gradient clipping, learning-rate decay and early stopping on a
+// never re-encoded), or with --fine-tune-encoder on the images, training the encoder's last blocks
+// too (features computed at each step; the rest of the encoder stays frozen). Adam with gradient clipping, learning-rate decay and early stopping on a
 // validation BLEU-4 computed from real decoding (greedy or beam search, not teacher forcing),
 // atomic checkpoints that resume bit-for-bit, a JSONL log, a progress bar and a PNG of the curves.
 #pragma once
@@ -20,6 +21,7 @@
 
 namespace satcap {
 
+class Encoder;
 class Vocabulary;
 
 struct TrainOptions {
@@ -70,8 +72,15 @@ struct TrainOptions {
   uint64_t seed = 1;
   // Continue from <out>/checkpoint.pt with the same data order and random state.
   bool resume = false;
-  // Also train the encoder's last blocks from images (needs the images; not implemented yet).
+  // Also train the encoder's last blocks, from the images (decoded and encoded at each step; no
+  // feature store is used). Much slower per step than training on prepared features.
   bool fine_tune_encoder = false;
+  // With fine_tune_encoder: how many of the encoder's last blocks up to the feature layer are
+  // trained (mobilenet_v2: 2 = block_12 and block_13's expansion; inception_v3: 2 = mixed6, mixed7).
+  int fine_tune_blocks = 2;
+  // With fine_tune_encoder: Adam's learning rate for the encoder's blocks (the common
+  // reimplementation: 1e-4); it decays with the decoder's.
+  double encoder_lr = 1e-4;
 };
 
 // Throws UsageError naming the option ("--batch must be at least 1 (got 0)").
@@ -109,6 +118,12 @@ struct TrainingData {
   std::vector<ValidationImage> val;
   // Gathers region features for rows of the feature source: [B, n, D] float.
   std::function<at::Tensor(const std::vector<int64_t>& rows)> gather;
+  // Fine-tuning (set both, gather is then unused): the encoder whose trainable parameters are
+  // trained with the decoder (its own Adam, TrainOptions::encoder_lr), and the network's input for
+  // rows of the image list: decoded, preprocessed images [B, 3, H, W]. Called on a worker thread
+  // (the next batch is loaded while this one trains); features are encoder->forward(images(rows)).
+  Encoder* encoder = nullptr;
+  std::function<at::Tensor(const std::vector<int64_t>& rows)> images;
 };
 
 // What happened, also written into the bundle's config.json.
@@ -139,7 +154,8 @@ struct TrainHooks {
 
 // The training loop, on features. Trains `decoder` in place on `device`, writing into `out_dir`:
 //   checkpoint.pt     every options.checkpoint_every steps and at each epoch's end (atomically):
-//                     weights, Adam's state, the RNG state, the data position, the best score;
+//                     weights, Adam's state, the RNG state, the data position, the best score
+//                     (fine-tuning: also the encoder's trainable tensors and their Adam state);
 //   train_log.jsonl   one JSON object per line: "train" (loss parts, lr, rate), "val" (scores),
 //                     "lr_decay", "checkpoint", "stopped", "done" records;
 //   curves.png        loss and BLEU curves, redrawn after each validation and at the end.
@@ -169,7 +185,8 @@ struct TrainCommandOptions {
   std::string out;
   // A prepared feature store (satcap prepare); "" = prepare one with `encoder` into <out>/features.
   std::string features;
-  // The encoder used to prepare features when none are given.
+  // The encoder used to prepare features when none are given (or fine-tuned, with
+  // TrainOptions::fine_tune_encoder).
   std::string encoder = "mobilenet_v2";
   // Vocabulary: words seen fewer times in the training captions become <unk>.
   int min_word_count = 5;
