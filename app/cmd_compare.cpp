@@ -72,7 +72,8 @@ const CommandRegistration registration{
           ->capture_default_str();
       sub.add_option("--image", o.image_id, "Image id of the test image drawn (-1 = the test image with most objects)")
           ->capture_default_str();
-      sub.add_flag("--retrain", o.retrain, "Train again even when OUT/soft and OUT/hard hold finished runs");
+      sub.add_flag("--retrain", o.retrain, "Train again even when OUT/soft and OUT/hard hold runs (without it: finished runs of the same options are "
+                   "reused or continued to more epochs, anything else is refused, never deleted)");
       sub.add_option("--attention", o.attention,
                      "Runs to train and evaluate: both (the table and figure), or only soft or hard (two processes "
                      "can share the cores; a later 'both' reuses their finished runs)")

@@ -330,6 +330,17 @@ TEST_CASE("compare: --attention runs one model; more epochs later continue it, a
   CHECK(two.at("steps").get<int>() == 2 * one.at("steps").get<int>());
   CHECK(two.at("training_seconds").get<double>() >= one.at("training_seconds").get<double>());
 
+  // Other options on the same folder: refused, and the trained run is left as it was.
+  const std::string weights = read_text_file(base / "continued" / "soft" / "model" / "weights.pt");
+  const CommandResult other =
+      run_satcap({"compare", "--data", data.string(), "--out", (base / "continued").string(), "--quick",
+                  "--attention", "soft", "--max-steps", "0", "--epochs", "2", "--hidden-dim", "24", "--embed-dim",
+                  "16", "--attention-dim", "16", "--val-max-images", "2", "--threads", "1"});
+  INFO(other.out << other.err);
+  CHECK(other.exit_code == 2);
+  CHECK_THAT(other.err, Catch::Contains("--retrain"));
+  CHECK(read_text_file(base / "continued" / "soft" / "model" / "weights.pt") == weights);
+
   const CommandResult straight = compare(base / "straight", "2");
   INFO(straight.out << straight.err);
   REQUIRE(straight.exit_code == 0);

@@ -221,11 +221,20 @@ CompareReport run_compare(const CompareOptions& o, c10::Device device, std::ostr
     json t = o.train;
     t["attention"] = attention;
     const TrainOptions to = train_options_from_json(t, TrainOptions{}, "training options");
-    // A finished run with the same options (and data) is reused; anything else is trained again.
+    // A finished run with the same options and data is reused. Its options are read back through
+    // today's parser, so that options added to satcap since then count at their defaults.
     const auto previous = read_json_file(done_file);
-    if (!o.retrain && previous && previous->value("options", json()) == to_json(to) &&
-        previous->value("data", std::string()) == data && previous->value("min_word_count", 0) == o.min_word_count &&
-        fs::exists(run / "model" / "config.json")) {
+    json earlier_options;  // null: no finished run, or one whose options no longer parse
+    if (previous) {
+      try {
+        earlier_options = to_json(train_options_from_json(previous->value("options", json::object()), TrainOptions{},
+                                                          done_file.string()));
+      } catch (const std::exception&) {
+      }
+    }
+    const bool same_data = previous && previous->value("data", std::string()) == data &&
+                           previous->value("min_word_count", 0) == o.min_word_count;
+    if (!o.retrain && same_data && earlier_options == to_json(to) && fs::exists(run / "model" / "config.json")) {
       say("reusing the trained " + attention + " model in " + run.string() + " (--retrain to train again)");
       training = *previous;
     } else {
@@ -233,9 +242,8 @@ CompareReport run_compare(const CompareOptions& o, c10::Device device, std::ostr
       // checkpoint instead of trained again: --resume gives the weights of training straight
       // through (tests/test_trainer.cpp), so this saves only time. Its training time is the sum.
       json earlier;
-      if (!o.retrain && previous && fs::exists(run / "checkpoint.pt") &&
-          previous->value("data", std::string()) == data && previous->value("min_word_count", 0) == o.min_word_count) {
-        json a = previous->value("options", json::object());
+      if (!o.retrain && same_data && earlier_options.is_object() && fs::exists(run / "checkpoint.pt")) {
+        json a = earlier_options;
         json b = to_json(to);
         const int earlier_epochs = a.value("epochs", 0);
         a.erase("epochs");
@@ -247,6 +255,11 @@ CompareReport run_compare(const CompareOptions& o, c10::Device device, std::ostr
         train_options.resume = true;
         say("continuing the " + attention + "-attention run in " + run.string() + " from epoch " +
             std::to_string(earlier.value("epochs_completed", 0)) + " to " + std::to_string(to.epochs));
+      } else if (fs::exists(run) && !fs::is_empty(run, ec) && !o.retrain) {
+        // Nothing already trained is thrown away without being asked.
+        throw UsageError(run.string() + " holds a " + attention +
+                         "-attention run with other options or data, or an unfinished one; --retrain replaces "
+                         "it, or choose another --out");
       } else {
         fs::remove_all(run, ec);
       }

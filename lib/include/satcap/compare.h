@@ -50,9 +50,11 @@ struct CompareOptions {
   // Image id of the test image drawn for the figure (-1 = the test image with the most objects,
   // the first among equals).
   std::int64_t image_id = -1;
-  // Retrain even when OUT/soft and OUT/hard hold finished runs with the same options and data
-  // (otherwise those are reused and only evaluated again; a finished run of the same options with
-  // fewer epochs is continued from its checkpoint, which gives the weights of training straight).
+  // Retrain even when OUT/soft and OUT/hard hold finished runs with the same options and data.
+  // Without it those are reused and only evaluated again, a finished run of the same options with
+  // fewer epochs is continued from its checkpoint (which gives the weights of training straight),
+  // and a run folder holding anything else (other options, an unfinished run) is refused
+  // (UsageError) rather than deleted.
   bool retrain = false;
   // Which runs this invocation trains and evaluates: "both" (the table and the figure), or only
   // "soft" or "hard" (that run's training and evaluation, no table): two processes, one per
