@@ -482,3 +482,81 @@ TEST_CASE("an empty batch goes through the forward, the loss and the step API", 
     REQUIRE(s.alpha.sizes() == at::IntArrayRef({0, 4}));
   }
 }
+
+// The forward computes only valid steps (rows sorted by length, a shrinking batch): each caption of
+// a mixed-length batch must get what it gets alone, unpadded, in a batch of one.
+TEST_CASE("each caption of a mixed-length batch gets what it gets alone, gradients included", "[decoder]") {
+  torch::manual_seed(9);
+  enum class Mode { soft, hard_given, hard_argmax, hard_expected };
+  for (auto mode : {Mode::soft, Mode::hard_given, Mode::hard_argmax, Mode::hard_expected}) {
+    INFO("mode " << static_cast<int>(mode));
+    const auto kind = mode == Mode::soft ? AttentionKind::soft : AttentionKind::hard;
+    auto o = tiny_options(kind);
+    o.beta = BetaKind::vector;
+    Decoder dec(o);
+    dec->eval();  // no dropout, no baseline update; given locations still carry REINFORCE
+    {
+      torch::NoGradGuard ng;
+      dec->named_buffers()["reinforce_baseline"].fill_(0.7);
+    }
+    const std::vector<int64_t> lengths{3, 7, 3, 2, 6};  // unsorted, a tie, a caption of one step
+    const int64_t B = 5, T = 8, S = T - 1;
+    auto features = at::randn({B, 4, 5});
+    auto [caps, lens] = make_captions(lengths, T, 7);
+    auto locs = at::randint(0, 4, {B, S}, at::kLong);
+    auto run = [&](const at::Tensor& f, const at::Tensor& c, const at::Tensor& l, const at::Tensor& s) {
+      switch (mode) {
+        case Mode::soft: return dec->forward(f, c, l);
+        case Mode::hard_given: return dec->forward_at(f, c, l, s);
+        case Mode::hard_argmax: return dec->forward(f, c, l, HardDecode::argmax);
+        default: return dec->forward(f, c, l, HardDecode::expected);
+      }
+    };
+    auto grads_of = [&](const at::Tensor& objective) {
+      dec->zero_grad();
+      objective.backward();
+      std::vector<at::Tensor> g;
+      for (auto& p : dec->parameters()) g.push_back(p.grad().defined() ? p.grad().clone() : at::zeros_like(p));
+      return g;
+    };
+    auto out = run(features, caps, lens, locs);
+    auto terms = dec->loss(out);
+    REQUIRE(terms.tokens.item<double>() == 2 + 6 + 2 + 1 + 5);
+    // Every term is (sum over captions) / N: N * total is the sum of each caption's N_b * total_b.
+    auto batch_grads = grads_of(terms.total * terms.tokens);
+    REQUIRE(at::allclose(out.alphas.sum(2), at::ones({B, S}), 1e-5, 1e-6));  // padding: alpha uniform
+    std::vector<at::Tensor> sum_grads;
+    double sum_objective = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      INFO("caption " << b);
+      const int64_t len = lengths[static_cast<size_t>(b)], L = len - 1;
+      auto one = run(features.slice(0, b, b + 1), caps.slice(0, b, b + 1).slice(1, 0, len), lens.slice(0, b, b + 1),
+                     locs.slice(0, b, b + 1).slice(1, 0, L));
+      auto one_terms = dec->loss(one);
+      REQUIRE(at::allclose(out.logits[b].slice(0, 0, L), one.logits[0], 1e-5, 1e-5));
+      REQUIRE(at::allclose(out.alphas[b].slice(0, 0, L), one.alphas[0], 1e-5, 1e-6));
+      REQUIRE(out.logits[b].slice(0, L, S).abs().max().item<double>() == 0);  // padding: logits 0
+      REQUIRE(at::allclose(terms.caption_nll[b], one_terms.caption_nll[0], 1e-5, 1e-5));
+      if (kind == AttentionKind::hard) {
+        REQUIRE(at::allclose(out.entropies[b].slice(0, 0, L), one.entropies[0], 1e-5, 1e-6));
+      }
+      if (mode == Mode::hard_given || mode == Mode::hard_argmax) {
+        REQUIRE(at::equal(out.samples[b].slice(0, 0, L), one.samples[0]));
+        REQUIRE(at::allclose(out.sample_log_probs[b].slice(0, 0, L), one.sample_log_probs[0], 1e-5, 1e-6));
+      }
+      auto objective = one_terms.total * one_terms.tokens;
+      sum_objective += objective.item<double>();
+      auto g = grads_of(objective);
+      if (sum_grads.empty()) {
+        sum_grads = g;
+      } else {
+        for (size_t i = 0; i < g.size(); ++i) sum_grads[i] += g[i];
+      }
+    }
+    REQUIRE(std::abs((terms.total * terms.tokens).item<double>() - sum_objective) < 1e-4);
+    for (size_t i = 0; i < batch_grads.size(); ++i) {
+      INFO("parameter " << i);
+      REQUIRE(at::allclose(batch_grads[i], sum_grads[i], 1e-4, 1e-5));
+    }
+  }
+}

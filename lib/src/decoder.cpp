@@ -6,7 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <sstream>
 #include <vector>
 
@@ -333,58 +335,116 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
   if (lengths.dim() != 1 || lengths.size(0) != B)
     throw UsageError("decoder forward: lengths have shape " + shape_of(lengths) + ", expected [" +
                      std::to_string(B) + "]");
-  const int64_t S = captions.size(1) - 1;
+  const int64_t S = captions.size(1) - 1, n = features.size(1);
   const auto dev = features.device();
   auto caps = captions.to(dev, at::kLong);
   const bool hard = options_.attention == AttentionKind::hard;
   const bool located = hard && context != Context::expected;
 
-  DecoderState st = init_state(features);
-  auto inputs = caps.slice(1, 0, S);           // [B, S]  y_0..y_{S-1} (<start> first)
-  auto emb = embed->forward(inputs);           // [B, S, m]  all steps at once
+  // No padded work (the "decreasing batch size" of packed sequences): caption b has
+  // L_b = clamp(length_b - 1, 0, S) valid steps. Rows are sorted by decreasing L_b (stable), so at
+  // step t the active rows are the first B_t of the sorted batch; a finished row's state is never
+  // used again. Every row computes exactly what it computes alone: the rows never mix.
+  std::vector<int64_t> steps(static_cast<size_t>(B));
+  {
+    auto len = lengths.to(at::kCPU, at::kLong).contiguous();
+    const int64_t* l = len.data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b) steps[static_cast<size_t>(b)] = std::clamp<int64_t>(l[b] - 1, 0, S);
+  }
+  std::vector<int64_t> order(static_cast<size_t>(B));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return steps[static_cast<size_t>(a)] > steps[static_cast<size_t>(b)]; });
+  const bool sorted = std::is_sorted(order.begin(), order.end());  // already in decreasing order
+  const int64_t steps_max = B > 0 ? steps[static_cast<size_t>(order[0])] : 0;
+  std::vector<int64_t> active;  // B_t for t < steps_max
+  std::vector<int64_t> flat;    // packed positions, step-major: order[i] * S + t for i < B_t
+  for (int64_t t = 0; t < steps_max; ++t) {
+    int64_t bt = 0;
+    while (bt < B && steps[static_cast<size_t>(order[static_cast<size_t>(bt)])] > t) {
+      flat.push_back(order[static_cast<size_t>(bt)] * S + t);
+      ++bt;
+    }
+    active.push_back(bt);
+  }
+  auto index = at::tensor(flat, at::kLong).to(dev);  // [N]
+
+  DecoderState all = init_state(sorted ? features : features.index_select(0, at::tensor(order, at::kLong).to(dev)));
+  // Embeddings and given locations of the valid steps only, packed like `index`, then cut per step.
+  auto emb = embed->forward(caps.slice(1, 0, S).reshape({-1}).index_select(0, index));  // [N, m]  E y_{t-1}
+  auto emb_steps = emb.split_with_sizes(active, 0);                                      // [B_t, m] per step
+  std::vector<at::Tensor> location_steps;
+  if (context == Context::given) location_steps = locations.reshape({-1}).index_select(0, index).split_with_sizes(active, 0);
+  // A narrowed view only when rows really drop out: narrowing the whole tensor would still cost a
+  // full-size zero gradient in backward.
+  auto first_rows = [](const at::Tensor& x, int64_t rows) { return rows == x.size(0) ? x : x.narrow(0, 0, rows); };
+  at::Tensor h = all.h, c = all.c;  // [B_{t-1}, H]
   std::vector<at::Tensor> hs, zs, alphas, samples, sample_lp, entropies;
-  hs.reserve(S);
-  zs.reserve(S);
-  alphas.reserve(S);
-  for (int64_t t = 0; t < S; ++t) {
-    auto [alpha, log_alpha] = attend(st);      // [B, n]
-    at::Tensor z;                              // [B, D]
+  hs.reserve(static_cast<size_t>(steps_max));
+  zs.reserve(static_cast<size_t>(steps_max));
+  alphas.reserve(static_cast<size_t>(steps_max));
+  for (int64_t t = 0; t < steps_max; ++t) {
+    const int64_t bt = active[static_cast<size_t>(t)];
+    DecoderState st;  // the B_t active rows
+    st.features = first_rows(all.features, bt);
+    st.projected = first_rows(all.projected, bt);
+    st.h = first_rows(h, bt);
+    st.c = first_rows(c, bt);
+    auto [alpha, log_alpha] = attend(st);      // [B_t, n]
+    at::Tensor z;                              // [B_t, D]
     if (!located) {
       z = expected_context(st, alpha);
     } else {
-      at::Tensor s;                            // [B]  s_t
+      at::Tensor s;                            // [B_t]  s_t
       if (context == Context::sample)
         s = at::multinomial(alpha.detach(), 1).squeeze(1);
       else if (context == Context::argmax)
         s = alpha.detach().argmax(1);
       else
-        s = locations.select(1, t);
+        s = location_steps[static_cast<size_t>(t)];
       z = located_context(st, s);
       samples.push_back(s);
       sample_lp.push_back(log_alpha.gather(1, s.unsqueeze(1)).squeeze(1));  // log alpha_t[s_t]
     }
     if (hard) entropies.push_back(-(alpha * log_alpha).sum(1));            // H(alpha_t)
     z = gate(st.h, z);
-    auto hc = lstm->forward(at::cat({emb.select(1, t), z}, 1), std::make_tuple(st.h, st.c));
-    st.h = std::get<0>(hc);
-    st.c = std::get<1>(hc);
-    hs.push_back(st.h);
+    auto hc = lstm->forward(at::cat({emb_steps[static_cast<size_t>(t)], z}, 1), std::make_tuple(st.h, st.c));
+    h = std::get<0>(hc);
+    c = std::get<1>(hc);
+    hs.push_back(h);
     zs.push_back(z);
     alphas.push_back(alpha);
   }
+  // Packed [N, ...] from the per-step pieces; an empty [0, width] when there is no valid step.
+  auto packed = [&](const std::vector<at::Tensor>& xs, int64_t width, const at::TensorOptions& opts) {
+    if (xs.empty()) return width < 0 ? at::empty({0}, opts) : at::empty({0, width}, opts);
+    return at::cat(xs, 0);
+  };
+  // Into [B, S, ...] in the caller's row order; positions past a caption's end hold `fill`.
+  auto unpack = [&](const at::Tensor& x, double fill) {
+    std::vector<int64_t> shape{B * S};
+    for (int64_t d = 1; d < x.dim(); ++d) shape.push_back(x.size(d));
+    auto full = at::full(shape, fill, x.options()).index_copy(0, index, x);
+    shape[0] = S;
+    shape.insert(shape.begin(), B);
+    return full.view(shape);
+  };
+  const auto fopts = features.options();
   DecoderOutput out;
-  // The output layer runs once over all steps: [B, S, m], [B, S, H], [B, S, D] -> [B, S, V].
-  out.logits = output_logits(emb, at::stack(hs, 1), at::stack(zs, 1));
-  out.alphas = at::stack(alphas, 1);           // [B, S, n]
+  // The output layer runs once over the valid steps: [N, m], [N, H], [N, D] -> [N, V].
+  out.valid_logits = output_logits(emb, packed(hs, options_.hidden_dim, fopts), packed(zs, features.size(2), fopts));
+  out.valid_index = index;
+  out.logits = unpack(out.valid_logits, 0.0);                // [B, S, V]
+  out.alphas = unpack(packed(alphas, n, fopts), 1.0 / n);   // [B, S, n]
   out.targets = caps.slice(1, 1, S + 1);       // [B, S]
   auto valid = lengths.to(dev, at::kLong).sub(1).unsqueeze(1);                       // [B, 1]
   out.mask = (at::arange(S, caps.options()).unsqueeze(0) < valid).to(features.scalar_type());  // [B, S]
   if (located) {
-    out.samples = at::stack(samples, 1);        // [B, S]
-    out.sample_log_probs = at::stack(sample_lp, 1);
+    out.samples = unpack(packed(samples, -1, caps.options()), 0);               // [B, S]
+    out.sample_log_probs = unpack(packed(sample_lp, -1, fopts), -std::log(static_cast<double>(n)));
     out.sampled = true;
   }
-  if (hard) out.entropies = at::stack(entropies, 1);
+  if (hard) out.entropies = unpack(packed(entropies, -1, fopts), std::log(static_cast<double>(n)));
   return out;
 }
 
@@ -392,8 +452,16 @@ LossTerms DecoderImpl::loss(const DecoderOutput& out) {
   const auto& o = options_;
   LossTerms r;
   const auto& mask = out.mask;                                                       // [B, S]
-  auto log_p = at::log_softmax(out.logits, 2);                                       // [B, S, V]
-  auto token_nll = -log_p.gather(2, out.targets.unsqueeze(2)).squeeze(2) * mask;     // [B, S]
+  // The NLL over the valid positions only: the packed logits of the forward, or (for an output made
+  // by hand) the logits at the mask's valid positions.
+  const int64_t B = mask.size(0), S = mask.size(1);
+  auto index = out.valid_index.defined() ? out.valid_index : mask.reshape({-1}).nonzero().view({-1});  // [N]
+  auto logits = out.valid_logits.defined()
+                    ? out.valid_logits
+                    : out.logits.reshape({B * S, out.logits.size(2)}).index_select(0, index);     // [N, V]
+  auto log_p = at::log_softmax(logits, 1);                                           // [N, V]
+  auto nll = -log_p.gather(1, out.targets.reshape({-1}).index_select(0, index).unsqueeze(1)).squeeze(1);  // [N]
+  auto token_nll = at::zeros({B * S}, nll.options()).index_copy(0, index, nll).view({B, S});            // [B, S]
   auto N = mask.sum().clamp_min(1);                                                  // tokens in the batch
   auto caption_nll = token_nll.sum(1);                                               // [B]  NLL_n
   r.tokens = N.detach();

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <optional>
@@ -12,6 +13,8 @@
 #include "satcap/encoder.h"
 #include "satcap/error.h"
 #include "satcap/feature_store.h"
+#include "satcap/image.h"
+#include "satcap/runtime.h"
 
 namespace fs = std::filesystem;
 
@@ -26,25 +29,53 @@ namespace {
 
 struct Decoded {
   std::vector<std::size_t> rows;       // rows decoded successfully
-  std::vector<cv::Mat> images;         // RGB, one per row
+  at::Tensor input;                    // [rows, 3, H, W] the encoder's preprocessed input (undefined if none)
   std::vector<std::size_t> failed_rows;
   std::vector<std::string> failures;   // "path: reason", one per failed row
 };
 
-Decoded decode_batch(const std::vector<std::size_t>& rows, const std::vector<fs::path>& paths, const ImageLimits& limits) {
+// One image: read, decode, and preprocess (resize, normalise) into [1, 3, H, W]. An empty tensor
+// and `failure` set when the image cannot be used.
+at::Tensor load_one(const fs::path& path, const ImageLimits& limits, const Encoder& encoder, std::string& failure) {
+  try {
+    return encoder.preprocess({read_image_rgb(path, limits)});
+  } catch (const Error& e) {
+    failure = e.what();
+  } catch (const std::exception& e) {  // OpenCV's own exceptions on broken files
+    failure = path.string() + ": " + e.what();
+  }
+  return {};
+}
+
+// The batch's images on a few worker threads (image i on worker i mod W), gathered in row order,
+// so the result does not depend on the number of workers. preprocess works on one image at a
+// time (it is elementwise per image): the same bytes as preprocessing the whole batch at once.
+Decoded decode_batch(const std::vector<std::size_t>& rows, const std::vector<fs::path>& paths,
+                     const ImageLimits& limits, const Encoder& encoder, std::size_t workers) {
+  const std::size_t count = rows.size();
+  std::vector<at::Tensor> inputs(count);
+  std::vector<std::string> failures(count);
+  auto work = [&](std::size_t w, std::size_t stride) {
+    at::NoGradGuard no_grad;
+    for (std::size_t i = w; i < count; i += stride) inputs[i] = load_one(paths[rows[i]], limits, encoder, failures[i]);
+  };
+  workers = std::max<std::size_t>(1, std::min(workers, count));
+  std::vector<std::future<void>> others;
+  for (std::size_t w = 1; w < workers; ++w) others.push_back(std::async(std::launch::async, work, w, workers));
+  work(0, workers);
+  for (auto& f : others) f.get();  // load_one catches everything an image can throw
   Decoded d;
-  for (std::size_t row : rows) {
-    try {
-      d.images.push_back(read_image_rgb(paths[row], limits));
-      d.rows.push_back(row);
-    } catch (const Error& e) {
-      d.failed_rows.push_back(row);
-      d.failures.push_back(e.what());
-    } catch (const std::exception& e) {  // OpenCV's own exceptions on broken files
-      d.failed_rows.push_back(row);
-      d.failures.push_back(paths[row].string() + ": " + e.what());
+  std::vector<at::Tensor> good;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (inputs[i].defined()) {
+      d.rows.push_back(rows[i]);
+      good.push_back(inputs[i]);
+    } else {
+      d.failed_rows.push_back(rows[i]);
+      d.failures.push_back(failures[i]);
     }
   }
+  if (!good.empty()) d.input = good.size() == 1 ? good.front() : at::cat(good, 0);
   return d;
 }
 
@@ -86,8 +117,11 @@ PrepareSummary prepare_features(const Dataset& dataset, Encoder& encoder, const 
     batches.emplace_back(todo.begin() + static_cast<std::ptrdiff_t>(i),
                          todo.begin() + static_cast<std::ptrdiff_t>(std::min(todo.size(), i + options.batch_size)));
   }
+  // Reading, decoding and resizing run on worker threads, one batch ahead of the encoder.
+  const std::size_t workers = static_cast<std::size_t>(std::max(1, available_cores()));
   auto launch = [&](std::size_t b) {
-    return std::async(std::launch::async, decode_batch, std::cref(batches[b]), std::cref(paths), options.limits);
+    return std::async(std::launch::async, decode_batch, std::cref(batches[b]), std::cref(paths), options.limits,
+                      std::cref(encoder), workers);
   };
   std::future<Decoded> next;
   if (!batches.empty()) next = launch(0);
@@ -106,10 +140,10 @@ PrepareSummary prepare_features(const Dataset& dataset, Encoder& encoder, const 
       store.mark_failed(d.failed_rows[i]);
       summary.failures.push_back(d.failures[i]);
     }
-    if (!d.images.empty()) {
+    if (!d.rows.empty()) {
       at::Tensor features;
       try {
-        features = encoder.forward(encoder.preprocess(d.images));  // [B, n, D]
+        features = encoder.forward(d.input);  // [B, n, D]
       } catch (...) {
         if (next.valid()) next.wait();
         throw;

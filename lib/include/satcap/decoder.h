@@ -122,7 +122,9 @@ struct StepOutput {
   at::Tensor alpha;      // [R, n]  alpha_t (rows sum to 1)
 };
 
-// The teacher-forced forward over a padded batch; S = T - 1 steps.
+// The teacher-forced forward over a padded batch; S = T - 1 steps. Only valid steps are computed
+// (caption b's first length_b - 1); past a caption's end (mask 0) the [B, S, ...] fields hold
+// harmless constants: logits 0 (uniform), alpha 1/n, s_t 0, log alpha_t[s_t] = -log n, H = log n.
 struct DecoderOutput {
   at::Tensor logits;            // [B, S, V]  unnormalised scores of y_1..y_S
   at::Tensor alphas;            // [B, S, n]  alpha_t
@@ -133,6 +135,10 @@ struct DecoderOutput {
   at::Tensor sample_log_probs;  // [B, S]  log alpha_t[s_t] (differentiable)
   at::Tensor entropies;         // [B, S]  H(alpha_t) = -sum_i alpha_ti log alpha_ti (hard attention)
   bool sampled = false;         // true when z_t = a_{s_t} (REINFORCE applies)
+  // The logits of the N valid positions only, what loss() reads (undefined in an output made by
+  // hand: loss() then takes logits at the mask's valid positions). logits is these, scattered.
+  at::Tensor valid_logits;      // [N, V]
+  at::Tensor valid_index;       // [N] int64  b * S + t of each valid position
 };
 
 // The training loss and its parts, all scalars (0-dim tensors) for logging except caption_nll.
