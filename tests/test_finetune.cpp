@@ -10,6 +10,8 @@
 #include <fstream>
 #include <map>
 
+#include <unistd.h>
+
 #include "satcap/bundle.h"
 #include "satcap/captioner.h"
 #include "satcap/dataset.h"
@@ -31,7 +33,7 @@ bool have_encoder() { return fs::exists(source_dir() / "models" / "embedded" / "
 // 12 scenes at 224x224 (10 train, 1 val, 1 test images, 5 captions each), made once per run.
 const fs::path& scenes_dir() {
   static const fs::path dir = [] {
-    fs::path d = fresh_temp_dir("finetune_scenes") / "scenes";
+    fs::path d = fresh_temp_dir("finetune_scenes_" + std::to_string(::getpid())) / "scenes";
     auto r = run_satcap({"scenes", "--out", d.string(), "--images", "12", "--size", "224", "--seed", "3"});
     if (r.exit_code != 0) throw std::runtime_error("satcap scenes failed: " + r.err);
     return d;

@@ -143,10 +143,13 @@ TEST_CASE("beam search with beam 1 is greedy search, tokens and scores", "[searc
         REQUIRE(g[i].size() == 1);
         REQUIRE(b[i].size() == 1);
         REQUIRE(g[i][0].tokens == b[i][0].tokens);
-        REQUIRE(g[i][0].log_prob == b[i][0].log_prob);
-        REQUIRE(g[i][0].score == b[i][0].score);
+        // The same words; the numbers to float rounding: beam search drops finished images from
+        // its batch, and a matrix product of other row counts may round differently (OpenBLAS).
+        REQUIRE(g[i][0].log_prob == Approx(b[i][0].log_prob).epsilon(1e-6));
+        REQUIRE(g[i][0].score == Approx(b[i][0].score).epsilon(1e-6));
         REQUIRE(g[i][0].finished == b[i][0].finished);
-        REQUIRE(at::equal(g[i][0].alphas, b[i][0].alphas));
+        REQUIRE(g[i][0].alphas.sizes() == b[i][0].alphas.sizes());
+        REQUIRE(at::allclose(g[i][0].alphas, b[i][0].alphas, 1e-5, 1e-7));
       }
     }
   }
