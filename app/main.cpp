@@ -43,6 +43,7 @@ CommandRegistration::CommandRegistration(std::string name, std::string descripti
 int main(int argc, char** argv) {
   using namespace satcap;
   using namespace satcap::app;
+  select_blas_kernels();  // before any matrix product (see runtime.h)
 
   CLI::App cli{"satcap: Show, Attend and Tell image captioning (soft and hard attention) in C++"};
   cli.set_version_flag("--version", std::string("satcap ") + SATCAP_VERSION);

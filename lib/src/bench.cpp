@@ -259,12 +259,20 @@ json blas_info() {
   if (auto fn = reinterpret_cast<ThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))) {
     info["openblas_max_threads"] = fn();  // OpenBLAS (OpenMP build) uses omp_get_max_threads() per call
   }
+  const BlasKernels kernels = blas_kernels();
+  if (!kernels.active.empty()) {
+    info["openblas_kernels"] = kernels.active;
+    info["openblas_kernels_detected"] = kernels.detected;
+    info["openblas_kernels_switched"] = kernels.switched;
+  }
   std::string summary;
+  if (kernels.switched) summary = "kernels " + kernels.active + " chosen by satcap over OpenBLAS's fallback " + kernels.detected + "; ";
   for (const auto& l : libs) {
     if (!summary.empty()) summary += ", ";
     summary += l;
   }
   if (info.contains("openblas_config")) summary = info["openblas_config"].get<std::string>() + " (" + summary + ")";
+  // (Python's torch in the child processes inherits OPENBLAS_CORETYPE, so it runs the same kernels.)
   info["summary"] = summary.empty() ? "none found in this process" : summary;
   return info;
 }

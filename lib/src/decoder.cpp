@@ -12,6 +12,7 @@
 #include <sstream>
 #include <vector>
 
+#include "satcap/attention_scores.h"
 #include "satcap/error.h"
 
 namespace satcap {
@@ -239,15 +240,16 @@ DecoderState DecoderImpl::init_state(const at::Tensor& features) {
 }
 
 std::pair<at::Tensor, at::Tensor> DecoderImpl::attend(const DecoderState& st) {
-  const int64_t B = st.images(), K = st.beam, R = st.rows(), n = st.features.size(1);
-  const int64_t A = options_.attention_dim;  // explicit sizes: view's -1 is ambiguous for an empty batch
-  // e_ti = w^T act(W_a a_i + b + U_a h_{t-1}) (eq. 4, the original code's f_att), broadcast over beams.
-  auto uh = att_hidden->forward(st.h).view({B, K, 1, A});            // [B, K, 1, A]
-  auto pre = st.projected.unsqueeze(1) + uh;                          // [B, K, n, A]
-  pre = options_.attention_activation == AttentionActivation::tanh ? at::tanh(pre) : at::relu(pre);
-  auto e = att_score->forward(pre).view({R, n});                      // [R, n]
-  auto log_alpha = at::log_softmax(e, 1);                             // [R, n]
-  auto alpha = at::softmax(e, 1);                                     // [R, n]  alpha_t (eq. 5)
+  // e_ti = w^T act(W_a a_i + b + U_a h_{t-1}) + c (eq. 4, the original code's f_att), each image's
+  // projected features shared by its beam's rows (satcap/attention_scores.h).
+  auto e = attention_scores(st.projected, att_hidden->forward(st.h), att_score->weight, att_score->bias, st.beam,
+                            options_.attention_activation == AttentionActivation::relu);  // [R, n]
+  return normalise(e);
+}
+
+std::pair<at::Tensor, at::Tensor> DecoderImpl::normalise(const at::Tensor& e) {
+  auto log_alpha = at::log_softmax(e, 1);  // [R, n]
+  auto alpha = at::softmax(e, 1);          // [R, n]  alpha_t (eq. 5)
   return {alpha, log_alpha};
 }
 
@@ -378,6 +380,9 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
   // A narrowed view only when rows really drop out: narrowing the whole tensor would still cost a
   // full-size zero gradient in backward.
   auto first_rows = [](const at::Tensor& x, int64_t rows) { return rows == x.size(0) ? x : x.narrow(0, 0, rows); };
+  // The scores of every step read the same projected features; their gradient is summed once.
+  ScoreSequence scores(all.projected, att_score->weight, att_score->bias,
+                       options_.attention_activation == AttentionActivation::relu);
   at::Tensor h = all.h, c = all.c;  // [B_{t-1}, H]
   std::vector<at::Tensor> hs, zs, alphas, samples, sample_lp, entropies;
   hs.reserve(static_cast<size_t>(steps_max));
@@ -385,12 +390,11 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
   alphas.reserve(static_cast<size_t>(steps_max));
   for (int64_t t = 0; t < steps_max; ++t) {
     const int64_t bt = active[static_cast<size_t>(t)];
-    DecoderState st;  // the B_t active rows
+    DecoderState st;  // the B_t active rows (the projected features are the sequence's)
     st.features = first_rows(all.features, bt);
-    st.projected = first_rows(all.projected, bt);
     st.h = first_rows(h, bt);
     st.c = first_rows(c, bt);
-    auto [alpha, log_alpha] = attend(st);      // [B_t, n]
+    auto [alpha, log_alpha] = normalise(scores.next(att_hidden->forward(st.h)));  // [B_t, n]
     at::Tensor z;                              // [B_t, D]
     if (!located) {
       z = expected_context(st, alpha);

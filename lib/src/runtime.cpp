@@ -1,5 +1,6 @@
 #include "satcap/runtime.h"
 
+#include <dlfcn.h>
 #include <malloc.h>
 #include <sched.h>
 
@@ -9,6 +10,8 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <sstream>
 #include <thread>
@@ -38,6 +41,74 @@ void tune_allocator() {
   if (mallopt(M_MMAP_THRESHOLD, 1024 * 1024 * 1024) != 1) mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
   mallopt(M_TRIM_THRESHOLD, static_cast<int>(2047LL * 1024 * 1024));  // int: about 2 GiB
   mallopt(M_TOP_PAD, 256 * 1024 * 1024);
+}
+
+namespace {
+
+// OpenBLAS's own entry points, looked up at run time: satcap does not link OpenBLAS itself (LibTorch
+// brings whichever BLAS the system provides). gotoblas_dynamic_quit/init are exported by its
+// DYNAMIC_ARCH builds: quit forgets the kernel table, init chooses one again (reading
+// OPENBLAS_CORETYPE) and initialises its block sizes; no buffers depend on the choice before the
+// first product.
+struct OpenBlas {
+  char* (*corename)() = nullptr;
+  void (*dynamic_init)() = nullptr;
+  void (*dynamic_quit)() = nullptr;
+  OpenBlas() {
+    corename = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+    dynamic_init = reinterpret_cast<void (*)()>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init"));
+    dynamic_quit = reinterpret_cast<void (*)()>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit"));
+  }
+  std::string core() const { return corename ? std::string(corename()) : std::string(); }
+};
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// The best OpenBLAS kernel set for this CPU's features, or nullptr.
+const char* kernels_for_this_cpu() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+  return nullptr;
+}
+
+BlasKernels g_selection;  // what select_blas_kernels found, for blas_kernels()
+bool g_selected = false;
+
+}  // namespace
+
+BlasKernels blas_kernels() {
+  OpenBlas blas;
+  BlasKernels k = g_selected ? g_selection : BlasKernels{};
+  if (!g_selected) k.detected = blas.core();
+  k.active = blas.core();
+  return k;
+}
+
+BlasKernels select_blas_kernels() {
+  if (g_selected) return blas_kernels();
+  g_selected = true;
+  OpenBlas blas;
+  BlasKernels& k = g_selection;
+  k.detected = k.active = blas.core();
+  if (!blas.dynamic_init || !blas.dynamic_quit || lower(k.detected) != "prescott") return k;
+  if (std::getenv("OPENBLAS_CORETYPE")) return k;  // the user's choice
+  if (const char* keep = std::getenv("SATCAP_KEEP_BLAS_KERNELS"); keep && std::string(keep) == "1") return k;
+  const char* target = kernels_for_this_cpu();
+  if (!target) return k;  // a CPU without AVX2: Prescott is right
+  ::setenv("OPENBLAS_CORETYPE", target, 0);
+  blas.dynamic_quit();
+  blas.dynamic_init();
+  k.active = blas.core();
+  k.switched = lower(k.active) != lower(k.detected);
+  return k;
 }
 
 int max_threads() { return kMaxThreadsPerCore * available_cores(); }
@@ -84,6 +155,11 @@ std::string build_summary() {
   std::ostringstream out;
   out << "satcap " << SATCAP_VERSION << ", LibTorch " << TORCH_VERSION << ", " << at::get_num_threads()
       << " thread(s), CUDA " << (torch::cuda::is_available() ? "available" : "not available");
+  BlasKernels k = blas_kernels();
+  if (!k.active.empty()) {
+    out << ", OpenBLAS kernels " << k.active;
+    if (k.switched) out << " (chosen by satcap: OpenBLAS fell back to " << k.detected << " on this CPU)";
+  }
   return out.str();
 }
 

@@ -205,6 +205,8 @@ struct DecoderImpl : torch::nn::Module {
   // Attention over the state's features for its current h: alpha [R, n] and the unnormalised
   // log-alpha (log_softmax of e) [R, n].
   std::pair<at::Tensor, at::Tensor> attend(const DecoderState& state);
+  // Scores e [R, n] -> {alpha, log alpha}, both [R, n].
+  static std::pair<at::Tensor, at::Tensor> normalise(const at::Tensor& e);
   // The context sum_i alpha_ti a_i ([R, D]) and a_{s} for locations s [R].
   at::Tensor expected_context(const DecoderState& state, const at::Tensor& alpha) const;
   at::Tensor located_context(const DecoderState& state, const at::Tensor& locations) const;

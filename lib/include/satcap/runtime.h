@@ -30,6 +30,27 @@ int configure_threads(int requested);
 // MALLOC_TRIM_THRESHOLD_ or MALLOC_TOP_PAD_ is set in the environment (the user's choice wins).
 void tune_allocator();
 
+// What select_blas_kernels() found and did.
+struct BlasKernels {
+  std::string detected;  // OpenBLAS's kernel set chosen at load time ("" when the BLAS is not OpenBLAS)
+  std::string active;    // the kernel set in force now
+  bool switched = false;  // true when satcap replaced OpenBLAS's fallback
+};
+
+// OpenBLAS with DYNAMIC_ARCH (Debian's 0.3.21) picks its kernels from the CPU model and falls back
+// to its oldest x86-64 set, "Prescott" (SSE3), on models newer than itself, even when the CPU has
+// AVX-512 (OpenBLAS issue #4267; measured here on a Xeon of family 6 model 207: sgemm 58 GFLOP/s
+// with Prescott, 211 with SkylakeX). When OpenBLAS reports that fallback and OPENBLAS_CORETYPE is
+// not set, this chooses the kernels from the CPU's features (AVX-512 F/CD/BW/DQ/VL: SkylakeX;
+// AVX2 and FMA: Haswell), sets OPENBLAS_CORETYPE (so child processes, such as the benchmark's
+// Python scripts, use them too) and re-runs OpenBLAS's kernel selection. Call it at the start of
+// main, before any matrix product. Does nothing for another BLAS, another choice of OpenBLAS's, or
+// SATCAP_KEEP_BLAS_KERNELS=1 in the environment. Runs once; later calls return the first result.
+BlasKernels select_blas_kernels();
+
+// The kernels in force and what select_blas_kernels() did (no change made here).
+BlasKernels blas_kernels();
+
 // Number of cores this process may run on (sched_getaffinity, not the machine's total).
 int available_cores();
 

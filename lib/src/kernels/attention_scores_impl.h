@@ -1,0 +1,96 @@
+// The loops behind attention_scores_kernels.h, included once per instruction set by
+// attention_scores_{generic,avx2,avx512}.cpp (their compiler flags choose the vector width;
+// `#pragma omp simd` with -fopenmp-simd lets the reductions vectorise). Define SATCAP_KERNEL_NS first.
+#include <algorithm>
+
+#include "attention_scores_kernels.h"
+
+namespace satcap::kernels::SATCAP_KERNEL_NS {
+namespace {
+
+#pragma omp declare simd
+inline float tanh_approx(float x) {
+  // Eigen's float tanh (also XLA's and ONNX Runtime's): odd 13/6 rational minimax polynomial.
+  x = std::min(std::max(x, -7.90531110763549805f), 7.90531110763549805f);
+  const float x2 = x * x;
+  float p = -2.76076847742355e-16f;
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 + -8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  p = p * x;
+  float q = 1.19825839466702e-06f;
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  return p / q;
+}
+
+template <bool Relu>
+void forward_items(const ScoreArgs& s, int64_t begin, int64_t end, float* scores) {
+  const int64_t n = s.regions, A = s.width;
+  const float* w = s.w;
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t r = item / n, i = item % n;
+    const float* p = s.projected + ((r / s.beam) * n + i) * A;  // P[b, i, :]
+    const float* u = s.hidden + r * A;                          // U[r, :]
+    float acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t a = 0; a < A; ++a) {
+      const float x = p[a] + u[a];
+      acc += w[a] * (Relu ? std::max(x, 0.0f) : tanh_approx(x));
+    }
+    scores[item] = acc + s.bias;
+  }
+}
+
+template <bool Relu>
+void backward_items(const ScoreArgs& s, const float* de, int64_t begin, int64_t end, float* dP, float* dU, float* dw) {
+  const int64_t n = s.regions, A = s.width, K = s.beam;
+  const float* w = s.w;
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t b = item / n, i = item % n;
+    const float* p = s.projected + item * A;  // P[b, i, :]
+    float* dp = dP + item * A;
+    for (int64_t r = b * K; r < std::min((b + 1) * K, s.rows); ++r) {
+      const float g = de[r * n + i];
+      if (g == 0) continue;  // no gradient reaches this score: nothing to add
+      const float* u = s.hidden + r * A;
+      float* du = dU + r * A;
+#pragma omp simd
+      for (int64_t a = 0; a < A; ++a) {
+        const float x = p[a] + u[a];
+        float t, slope;
+        if (Relu) {
+          t = std::max(x, 0.0f);
+          slope = x > 0 ? 1.0f : 0.0f;
+        } else {
+          t = tanh_approx(x);
+          slope = 1.0f - t * t;
+        }
+        const float d = g * w[a] * slope;  // de/dx * g
+        dp[a] += d;
+        du[a] += d;
+        dw[a] += g * t;
+      }
+    }
+  }
+}
+
+void forward(const ScoreArgs& s, int64_t begin, int64_t end, float* scores) {
+  s.relu ? forward_items<true>(s, begin, end, scores) : forward_items<false>(s, begin, end, scores);
+}
+
+void backward(const ScoreArgs& s, const float* de, int64_t begin, int64_t end, float* dP, float* dU, float* dw) {
+  s.relu ? backward_items<true>(s, de, begin, end, dP, dU, dw) : backward_items<false>(s, de, begin, end, dP, dU, dw);
+}
+
+}  // namespace
+
+float tanh_of(float x) { return tanh_approx(x); }
+
+ScoreKernels kernels(const char* isa) { return {forward, backward, isa}; }
+
+}  // namespace satcap::kernels::SATCAP_KERNEL_NS
