@@ -14,6 +14,7 @@
 
 #include "satcap/attention_scores.h"
 #include "satcap/error.h"
+#include "satcap/step_linear.h"
 
 namespace satcap {
 
@@ -279,6 +280,13 @@ at::Tensor DecoderImpl::output_logits(const at::Tensor& emb, const at::Tensor& h
   return out_vocab->forward(drop->forward(sum));
 }
 
+std::pair<at::Tensor, at::Tensor> DecoderImpl::lstm_cell(const at::Tensor& gates, const at::Tensor& c) {
+  auto g = gates.chunk(4, 1);  // [R, H] each, PyTorch's order: input, forget, cell, output
+  auto c_new = at::sigmoid(g[1]) * c + at::sigmoid(g[0]) * at::tanh(g[2]);  // [R, H]
+  auto h_new = at::sigmoid(g[3]) * at::tanh(c_new);                        // [R, H]
+  return {h_new, c_new};
+}
+
 StepOutput DecoderImpl::step(const at::Tensor& prev_ids, DecoderState& st, HardDecode mode) {
   auto emb = embed->forward(prev_ids);  // [R, m]  E y_{t-1}
   auto [alpha, log_alpha] = attend(st);
@@ -374,12 +382,20 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
   DecoderState all = init_state(sorted ? features : features.index_select(0, at::tensor(order, at::kLong).to(dev)));
   // Embeddings and given locations of the valid steps only, packed like `index`, then cut per step.
   auto emb = embed->forward(caps.slice(1, 0, S).reshape({-1}).index_select(0, index));  // [N, m]  E y_{t-1}
-  auto emb_steps = emb.split_with_sizes(active, 0);                                      // [B_t, m] per step
   std::vector<at::Tensor> location_steps;
   if (context == Context::given) location_steps = locations.reshape({-1}).index_select(0, index).split_with_sizes(active, 0);
   // A narrowed view only when rows really drop out: narrowing the whole tensor would still cost a
   // full-size zero gradient in backward.
   auto first_rows = [](const at::Tensor& x, int64_t rows) { return rows == x.size(0) ? x : x.narrow(0, 0, rows); };
+  // The LSTM (PyTorch's LSTMCell: gates i, f, g, o = W_ih [E y_{t-1}; z_t] + b_ih + W_hh h_{t-1} + b_hh),
+  // split by what is known before the loop: the embeddings' part of every step at once ([N, 4H],
+  // one product), and per step the recurrent part over [z_t; h_{t-1}], whose weight gradient is
+  // one product over all steps (satcap/step_linear.h).
+  const int64_t m = options_.embed_dim, D = features.size(2);
+  auto gates_emb = at::linear(emb, lstm->weight_ih.narrow(1, 0, m), lstm->bias_ih + lstm->bias_hh);  // [N, 4H]
+  auto gates_emb_steps = gates_emb.split_with_sizes(active, 0);                                      // [B_t, 4H]
+  StepLinearSequence recurrent(at::cat({lstm->weight_ih.narrow(1, m, D), lstm->weight_hh}, 1),
+                               static_cast<int64_t>(flat.size()));  // [4H, D + H]
   // The scores of every step read the same projected features; their gradient is summed once.
   ScoreSequence scores(all.projected, att_score->weight, att_score->bias,
                        options_.attention_activation == AttentionActivation::relu);
@@ -412,9 +428,8 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
     }
     if (hard) entropies.push_back(-(alpha * log_alpha).sum(1));            // H(alpha_t)
     z = gate(st.h, z);
-    auto hc = lstm->forward(at::cat({emb_steps[static_cast<size_t>(t)], z}, 1), std::make_tuple(st.h, st.c));
-    h = std::get<0>(hc);
-    c = std::get<1>(hc);
+    auto gates = gates_emb_steps[static_cast<size_t>(t)] + recurrent.next(at::cat({z, st.h}, 1));  // [B_t, 4H]
+    std::tie(h, c) = lstm_cell(gates, st.c);
     hs.push_back(h);
     zs.push_back(z);
     alphas.push_back(alpha);

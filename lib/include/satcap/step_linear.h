@@ -1,0 +1,27 @@
+// A linear map applied at every step of a recurrence, y_t = x_t W^T, whose weight gradient is one
+// matrix product over all the steps' rows in the backward (dW = [dy_0; dy_1; ...]^T [x_0; x_1; ...])
+// instead of one [out, in] product per step with an inner dimension of only R_t rows, a zero fill
+// and an addition into the gradient per step. (For the LSTM's recurrent weights at the paper's
+// sizes that is 21 MB written three times per step.) Device-generic.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace satcap {
+
+class StepLinearSequence {
+ public:
+  // weight [out, in]; total_rows: the sum of the row counts of all the steps to come.
+  StepLinearSequence(at::Tensor weight, int64_t total_rows);
+  // x [R_t, in] -> [R_t, out]. Throws UsageError past total_rows.
+  at::Tensor next(const at::Tensor& x);
+
+ private:
+  at::Tensor weight_;  // the weight as the next step takes it (each step passes it on)
+  at::Tensor inputs_;  // [total_rows, in]   the steps' x, written in forward
+  at::Tensor grads_;   // [total_rows, out]  the steps' dy, written in backward
+  int64_t offset_ = 0;
+  bool first_ = true;
+};
+
+}  // namespace satcap

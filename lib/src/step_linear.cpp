@@ -1,0 +1,72 @@
+#include "satcap/step_linear.h"
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include <string>
+
+#include "satcap/error.h"
+
+namespace satcap {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+namespace {
+
+// Outputs y = x W^T and W itself, passed on to the next step: the next step's node consumes this
+// one's output, so its backward runs first and the first step's backward runs last; that one
+// computes dW over every step's rows (and adds any gradient that reached the passed-on weight).
+struct DeferredLinear : public torch::autograd::Function<DeferredLinear> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                               const at::Tensor& inputs, const at::Tensor& grads, int64_t offset, bool first) {
+    const int64_t rows = x.size(0);
+    inputs.narrow(0, offset, rows).copy_(x);
+    ctx->save_for_backward({weight});
+    ctx->saved_data["inputs"] = inputs;
+    ctx->saved_data["grads"] = grads;
+    ctx->saved_data["offset"] = offset;
+    ctx->saved_data["rows"] = rows;
+    ctx->saved_data["first"] = first;
+    return {at::mm(x, weight.t()), weight};  // [R_t, out]
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    const at::Tensor weight = ctx->get_saved_variables()[0];  // [out, in]
+    at::Tensor inputs = ctx->saved_data["inputs"].toTensor(), grads = ctx->saved_data["grads"].toTensor();
+    const int64_t offset = ctx->saved_data["offset"].toInt(), rows = ctx->saved_data["rows"].toInt();
+    auto slot = grads.narrow(0, offset, rows);  // [R_t, out]
+    if (g[0].defined()) slot.copy_(g[0]);
+    else slot.zero_();
+    at::Tensor dx = at::mm(slot, weight);  // [R_t, in]
+    at::Tensor dw = g[1];                  // a later use of the passed-on weight (none in a plain sequence)
+    if (ctx->saved_data["first"].toBool()) {
+      auto all = at::mm(grads.t(), inputs);  // [out, in]: every step's rows in one product
+      dw = dw.defined() ? dw + all : all;
+    }
+    return {dx, dw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+StepLinearSequence::StepLinearSequence(at::Tensor weight, int64_t total_rows) : weight_(std::move(weight)) {
+  // Zeros: rows of steps that never run add nothing to dW.
+  inputs_ = at::zeros({total_rows, weight_.size(1)}, weight_.options().requires_grad(false));
+  grads_ = at::zeros({total_rows, weight_.size(0)}, weight_.options().requires_grad(false));
+}
+
+at::Tensor StepLinearSequence::next(const at::Tensor& x) {
+  if (x.dim() != 2 || x.size(1) != weight_.size(1))
+    throw UsageError("step linear: input of shape " + c10::str(x.sizes()) + " for a weight of shape " +
+                     c10::str(weight_.sizes()));
+  if (offset_ + x.size(0) > inputs_.size(0))
+    throw UsageError("step linear: more rows than the " + std::to_string(inputs_.size(0)) + " announced");
+  auto out = DeferredLinear::apply(x, weight_, inputs_, grads_, offset_, first_);
+  offset_ += x.size(0);
+  first_ = false;
+  weight_ = out[1];
+  return out[0];
+}
+
+}  // namespace satcap
