@@ -43,6 +43,9 @@ const CommandRegistration registration{
           ->capture_default_str();
       sub.add_option("--scripts", opts->bench.scripts_dir, "Folder of the Python benchmark scripts (\"\" = <source>/tools/bench)")
           ->capture_default_str();
+      sub.add_option("--trace", opts->bench.trace,
+                     "Write a Chrome trace of the timed training steps (LibTorch's profiler; the last batch size and attention kind)")
+          ->capture_default_str();
       sub.add_option("--work-dir", opts->bench.work_dir, "Scratch folder for generated datasets (\"\" = a temporary one)")
           ->capture_default_str();
       return [opts] {

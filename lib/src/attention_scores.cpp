@@ -51,6 +51,7 @@ struct FusedScores : public torch::autograd::Function<FusedScores> {
     const auto& k = kernels::score_kernels();
     float* out = e.data_ptr<float>();
     at::parallel_for(0, R * n, grain_for(a.width), [&](int64_t b, int64_t end) { k.forward(a, b, end, out); });
+    ctx->set_materialize_grads(false);  // no zero-filled [images, n, A] for the passed-on features
     ctx->save_for_backward({P, U, w, c});
     ctx->saved_data["beam"] = beam;
     ctx->saved_data["relu"] = relu;

@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
+#include <torch/csrc/autograd/profiler.h>
 #include <torch/cuda.h>
 #include <torch/optim/adam.h>
 #include <torch/version.h>
@@ -465,7 +466,7 @@ Batch make_batch(int64_t index, int64_t batch, int64_t vocab, const c10::Device&
 }
 
 json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan, const c10::Device& device,
-                      double peak_gflops) {
+                      double peak_gflops, const std::string& trace) {
   at::manual_seed(1);
   Decoder decoder(decoder_options(shape));
   decoder->to(device);
@@ -495,10 +496,13 @@ json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan
   sync(device);
   double nll = 0;
   const double cpu0 = process_cpu_seconds();
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+  if (!trace.empty()) profile = std::make_unique<torch::autograd::profiler::RecordProfile>(trace);
   auto start = Clock::now();
   for (const auto& b : batches) nll = train_step(b);
   sync(device);
   double seconds = seconds_since(start);
+  profile.reset();  // writes the trace (outside the timing it disturbs anyway)
   const double cpu_seconds = process_cpu_seconds() - cpu0;
   auto terms = training_flops(shape, words, parameters);
   // Adam runs once per step; the count above holds it once for all the captions.
@@ -873,7 +877,7 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
     if (run_train) {
       for (int64_t b : plan.train_batches) {
         log("training step, ", hard ? "hard" : "soft", " attention, batch ", b, " ...");
-        json m = measure_training(shape, b, plan, device, peak);
+        json m = measure_training(shape, b, plan, device, peak, options.trace);
         log("  satcap: ", std::fixed, std::setprecision(0), m["words_per_s"].get<double>(), " words/s, ",
             std::setprecision(1), m["gflops"].get<double>(), " GFLOP/s");
         const std::string bs = std::to_string(b);

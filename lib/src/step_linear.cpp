@@ -22,6 +22,7 @@ struct DeferredLinear : public torch::autograd::Function<DeferredLinear> {
                                const at::Tensor& inputs, const at::Tensor& grads, int64_t offset, bool first) {
     const int64_t rows = x.size(0);
     inputs.narrow(0, offset, rows).copy_(x);
+    ctx->set_materialize_grads(false);  // no zero-filled [out, in] for the passed-on weight
     ctx->save_for_backward({weight});
     ctx->saved_data["inputs"] = inputs;
     ctx->saved_data["grads"] = grads;

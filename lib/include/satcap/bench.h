@@ -49,6 +49,9 @@ struct BenchOptions {
   std::vector<int64_t> growth_sizes;
   // Attention kinds to measure: "both", "soft" or "hard".
   std::string attention = "both";
+  // With a path: LibTorch's profiler records the timed training steps of the last measured batch
+  // size and attention kind and writes a Chrome trace (chrome://tracing, Perfetto) there.
+  std::string trace;
 
   // Throws UsageError naming the bad field.
   void validate() const;
