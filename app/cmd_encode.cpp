@@ -47,6 +47,7 @@ int run_encode(const EncodeCommandOptions& o) {
   }
 
   const std::string identity = encoder->identity();
+  const ImageLimits limits = encoder->read_limits();  // as prepare reads images for this encoder
   std::vector<at::Tensor> stored;
   std::vector<std::string> stored_paths;
   int done = 0;
@@ -57,7 +58,7 @@ int run_encode(const EncodeCommandOptions& o) {
     std::vector<std::string> names;
     for (std::size_t i = begin; i < end; ++i) {
       try {
-        images.push_back(read_image_rgb(paths[i]));
+        images.push_back(read_image_rgb(paths[i], limits));
         names.push_back(paths[i]);
       } catch (const InputError& e) {
         std::cerr << "error: " << e.what() << "\n";

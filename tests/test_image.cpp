@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "satcap/error.h"
@@ -467,4 +468,40 @@ TEST_CASE("expand_image_inputs takes files, folders and lists, in order", "[imag
   CHECK(has_image_extension("x.tif"));
   CHECK_FALSE(has_image_extension("x.gif"));
   CHECK_FALSE(has_image_extension("jpg"));
+}
+
+TEST_CASE("JPEGs decode at the smallest DCT scale that covers min_side, in parallel, as OpenCV's reduced modes", "[image]") {
+  fs::path photo = "/usr/share/darknet/data/dog.jpg";  // 768 x 576
+  if (!fs::exists(photo)) photo = source_dir() / "datasets/samples/dog.jpg";
+  if (!fs::exists(photo)) {
+    WARN("no photograph found (darknet package not installed)");
+    return;
+  }
+  const cv::Mat full = read_image_rgb(photo);
+  ImageLimits limits;
+  limits.min_side = 224;
+  const cv::Mat half = read_image_rgb(photo, limits);  // 1/2: 288 >= 224; 1/4 would give 144
+  REQUIRE(half.cols == (full.cols + 1) / 2);
+  REQUIRE(half.rows == (full.rows + 1) / 2);
+  // The same pixels as OpenCV's own 1/2-scale decode (libjpeg's scaling underneath).
+  cv::Mat reduced = cv::imread(photo.string(), cv::IMREAD_REDUCED_COLOR_2), reduced_rgb;
+  cv::cvtColor(reduced, reduced_rgb, cv::COLOR_BGR2RGB);
+  REQUIRE(reduced_rgb.size() == half.size());
+  REQUIRE(cv::norm(half, reduced_rgb, cv::NORM_INF) == 0);
+  // And a faithful picture: close to the full decode shrunk by area averaging.
+  cv::Mat shrunk;
+  cv::resize(full, shrunk, half.size(), 0, 0, cv::INTER_AREA);
+  REQUIRE(cv::norm(half, shrunk, cv::NORM_L1) / static_cast<double>(half.total() * 3) < 3.0);
+  limits.min_side = 100;  // 1/4: 144 >= 100; 1/8 would give 72
+  REQUIRE(read_image_rgb(photo, limits).cols == (full.cols + 3) / 4);
+  limits.min_side = 577;  // larger than the image: full size
+  REQUIRE(cv::norm(read_image_rgb(photo, limits), full, cv::NORM_INF) == 0);
+
+  // Threads decode JPEGs at once (no process-wide lock) and get the same pixels.
+  limits.min_side = 224;
+  std::vector<cv::Mat> got(8);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < got.size(); ++i) threads.emplace_back([&, i] { got[i] = read_image_rgb(photo, limits); });
+  for (auto& t : threads) t.join();
+  for (const auto& g : got) REQUIRE(cv::norm(g, half, cv::NORM_INF) == 0);
 }

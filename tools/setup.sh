@@ -14,7 +14,7 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev libgloo-dev libopenblas0-openmp   # LibTorch (CPU) and a fast BLAS for it
-  libopencv-dev nlohmann-json3-dev libcli11-dev catch2
+  libopencv-dev libjpeg-dev nlohmann-json3-dev libcli11-dev catch2
   darknet                                         # real photographs for the encoder's tests
   dataset-fashion-mnist                           # product photographs for `satcap scenes --objects fashion`
   python3 python3-torch python3-torchvision python3-numpy  # export_encoder.py and the Python benchmarks

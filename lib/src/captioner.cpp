@@ -283,7 +283,9 @@ namespace {
 struct DecodedBatch {
   std::size_t first = 0;
   std::vector<fs::path> paths;
-  std::vector<cv::Mat> images;       // empty Mat where the image failed
+  std::vector<cv::Mat> images;       // the encoder's input: empty Mat where the image failed
+  std::vector<cv::Mat> display;      // keep_images: the full-size image to draw on (JPEGs are read
+                                     // smaller for the encoder); empty Mat = the same as images
   std::vector<std::string> errors;   // "" where it was read
 };
 
@@ -297,7 +299,8 @@ Captioner::FileSummary Captioner::caption_files(const std::vector<fs::path>& pat
   summary.images = paths.size();
   const std::size_t batch = static_cast<std::size_t>(impl_->options.batch_size);
   const std::size_t batches = (paths.size() + batch - 1) / batch;
-  const ImageLimits limits = impl_->options.limits;
+  const ImageLimits display_limits = impl_->options.limits;
+  const ImageLimits limits = impl_->encoder->read_limits(display_limits);  // as prepare reads them
   const double encode0 = impl_->encode_seconds, search0 = impl_->search_seconds;
 
   // Bounded queue: the reader stays at most two batches ahead of the model.
@@ -316,16 +319,23 @@ Captioner::FileSummary Captioner::caption_files(const std::vector<fs::path>& pat
         const std::size_t end = std::min(paths.size(), db.first + batch);
         for (std::size_t i = db.first; i < end; ++i) {
           db.paths.push_back(paths[i]);
+          cv::Mat image, full;
+          std::string error;
           try {
-            db.images.push_back(read_image_rgb(paths[i], limits));
-            db.errors.emplace_back();
+            image = read_image_rgb(paths[i], limits);
+            if (keep_images && limits.min_side > 0) {
+              full = read_image_rgb(paths[i], display_limits);
+              if (full.size() == image.size()) full.release();  // read at full size already
+            }
           } catch (const InputError& e) {
-            db.images.emplace_back();
-            db.errors.emplace_back(e.what());
+            error = e.what();
           } catch (const std::exception& e) {  // cv::Exception, out of memory for one image
-            db.images.emplace_back();
-            db.errors.emplace_back(paths[i].string() + ": " + e.what());
+            error = paths[i].string() + ": " + e.what();
           }
+          if (!error.empty()) image.release(), full.release();
+          db.images.push_back(image);
+          db.display.push_back(full);
+          db.errors.push_back(error);
           std::lock_guard<std::mutex> lock(mutex);
           if (stop) return;
         }
@@ -381,7 +391,10 @@ Captioner::FileSummary Captioner::caption_files(const std::vector<fs::path>& pat
     std::vector<ImageCaption> results(db.paths.size());
     if (!good.empty()) {
       std::vector<ImageCaption> captioned = caption_batch(*impl_, good, indices, keep_images);
-      for (std::size_t j = 0; j < where.size(); ++j) results[where[j]] = std::move(captioned[j]);
+      for (std::size_t j = 0; j < where.size(); ++j) {
+        results[where[j]] = std::move(captioned[j]);
+        if (keep_images && !db.display[where[j]].empty()) results[where[j]].rgb = db.display[where[j]];
+      }
     }
     for (std::size_t i = 0; i < db.paths.size(); ++i) {
       ImageCaption& r = results[i];

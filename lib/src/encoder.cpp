@@ -3,7 +3,10 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
 #include <filesystem>
+
+#include <nlohmann/json.hpp>
 
 #include "encoder_impl.h"
 #include "satcap/error.h"
@@ -24,6 +27,12 @@ at::Tensor Encoder::encode(const std::vector<cv::Mat>& rgb_images) {
     return forward(preprocess(rgb_images));
   }
   return forward(preprocess(rgb_images));
+}
+
+ImageLimits Encoder::read_limits(ImageLimits base) const {
+  const nlohmann::json size = describe().at("preprocessing").at("input_size");  // [height, width]
+  base.min_side = std::max(size.at(0).get<int>(), size.at(1).get<int>());
+  return base;
 }
 
 void Encoder::load_trainable(const std::map<std::string, at::Tensor>& weights, const std::string& where) {

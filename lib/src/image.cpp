@@ -16,6 +16,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "jpeg_decode.h"
 #include "satcap/error.h"
 
 namespace fs = std::filesystem;
@@ -458,7 +459,20 @@ cv::Mat read_image_rgb(const fs::path& path, const ImageLimits& limits) {
                      " pixels exceeds the limit of " + std::to_string(limits.max_pixels) + " pixels");
   }
   std::string messages;
-  cv::Mat raw = decode_quietly(data, messages);
+  cv::Mat raw;
+  std::int64_t want_w = h.width, want_h = h.height;  // what the decoder must give
+  bool rgb_order = false;                            // raw is RGB (libjpeg) rather than BGR (OpenCV)
+  detail::JpegDecoded jpeg;
+  if (h.format == Format::jpeg) jpeg = detail::decode_jpeg(data, limits.min_side);
+  if (h.format == Format::jpeg && jpeg.handled) {
+    raw = jpeg.image;
+    messages = jpeg.messages;
+    want_w = detail::scaled_size(h.width, jpeg.scale_denom);
+    want_h = detail::scaled_size(h.height, jpeg.scale_denom);
+    rgb_order = true;
+  } else {
+    raw = decode_quietly(data, messages);
+  }
   if (raw.empty()) {
     throw InputError(name + ": cannot decode " + fmt + " data" + (messages.empty() ? "" : " (" + messages + ")"));
   }
@@ -476,7 +490,7 @@ cv::Mat read_image_rgb(const fs::path& path, const ImageLimits& limits) {
   if (bad_restart || messages.find("Huffman") != std::string::npos || messages.find("Invalid") != std::string::npos) {
     throw InputError(name + ": corrupt " + std::string(fmt) + " data (" + messages + ")");
   }
-  if (raw.cols != h.width || raw.rows != h.height) {
+  if (raw.cols != want_w || raw.rows != want_h) {
     // Only the TIFF decoder may turn the image (its own Orientation tag).
     bool turned = h.format == Format::tiff && raw.cols == h.height && raw.rows == h.width;
     if (!turned) {
@@ -484,6 +498,12 @@ cv::Mat read_image_rgb(const fs::path& path, const ImageLimits& limits) {
                        std::to_string(h.height) + ", decoder gave " + std::to_string(raw.cols) + "x" +
                        std::to_string(raw.rows) + ")");
     }
+  }
+  if (rgb_order) {  // libjpeg's RGB or grey: no channel swap, no alpha
+    cv::Mat rgb = raw;
+    if (raw.channels() == 1) cv::cvtColor(raw, rgb, cv::COLOR_GRAY2RGB);
+    apply_orientation(rgb, h.orientation);
+    return rgb;
   }
   cv::Mat m = to_8bit(raw);
   cv::Mat rgb;

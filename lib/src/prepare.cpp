@@ -38,7 +38,7 @@ struct Decoded {
 // and `failure` set when the image cannot be used.
 at::Tensor load_one(const fs::path& path, const ImageLimits& limits, const Encoder& encoder, std::string& failure) {
   try {
-    return encoder.preprocess({read_image_rgb(path, limits)});
+    return encoder.preprocess({read_image_rgb(path, encoder.read_limits(limits))});
   } catch (const Error& e) {
     failure = e.what();
   } catch (const std::exception& e) {  // OpenCV's own exceptions on broken files

@@ -176,7 +176,8 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
   auto images_of = [&image_paths](Encoder* encoder) {
     return [&image_paths, encoder](const std::vector<int64_t>& rows) {
       std::vector<cv::Mat> rgb;
-      for (int64_t r : rows) rgb.push_back(read_image_rgb(image_paths[static_cast<std::size_t>(r)]));
+      const ImageLimits limits = encoder->read_limits();  // as prepare and caption read them
+      for (int64_t r : rows) rgb.push_back(read_image_rgb(image_paths[static_cast<std::size_t>(r)], limits));
       return encoder->preprocess(rgb);  // [B, 3, H, W]
     };
   };

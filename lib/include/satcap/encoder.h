@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "satcap/image.h"
+
 namespace satcap {
 
 struct EncoderOptions {
@@ -44,6 +46,10 @@ class Encoder {
   virtual at::Tensor forward(const at::Tensor& input) = 0;
   // preprocess + forward (without autograd when frozen). [B, n, D]
   at::Tensor encode(const std::vector<cv::Mat>& rgb_images);
+  // `base` with min_side set to the network's larger input side: what every reader of images for
+  // this encoder passes to read_image_rgb (JPEGs then decode at the smallest DCT scale that still
+  // covers the input size; training and captioning read an image alike).
+  ImageLimits read_limits(ImageLimits base = {}) const;
 
   virtual int grid_rows() const = 0;
   virtual int grid_cols() const = 0;

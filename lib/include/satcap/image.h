@@ -14,6 +14,10 @@ namespace satcap {
 struct ImageLimits {
   // Refuse images with more pixels than this (decompression bombs, absurd scans).
   std::int64_t max_pixels = 50'000'000;
+  // JPEG only: decode at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, several times cheaper than a
+  // full decode) while the shorter side stays at least this many pixels; 0 = full size. An encoder
+  // that resizes to S x S passes S (Encoder::read_limits), the same for training and captioning.
+  int min_side = 0;
 };
 
 // Reads JPEG, PNG, BMP, WebP or TIFF from `path` as CV_8UC3 in RGB order, with EXIF orientation
@@ -23,7 +27,8 @@ struct ImageLimits {
 // and completeness (JPEG end-of-image marker, PNG IEND, BMP/WebP sizes) are checked from the
 // headers before anything is decoded, so a decompression bomb is refused without being decoded.
 // Decoder warnings (libjpeg, libpng) do not reach stderr: they become part of the error message.
-// Thread-safe; the decoding step itself is serialised (it redirects stderr while it runs).
+// Thread-safe. JPEG (libjpeg, warnings collected per decoder) decodes in parallel; the other formats'
+// decoding steps are serialised (it redirects stderr while it runs).
 cv::Mat read_image_rgb(const std::filesystem::path& path, const ImageLimits& limits = {});
 
 // True for the extensions read_image_rgb accepts (.jpg .jpeg .png .bmp .webp .tif .tiff, any case).
