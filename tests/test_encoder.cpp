@@ -264,7 +264,7 @@ TEST_CASE("satcap encode: JSON lines, features file, partial failures", "[encode
   CHECK(stored.encoder.at("dim") == 576);
   // The stored features are what the library computes.
   auto encoder = load_encoder({});
-  CHECK(at::allclose(stored.features[1], encoder->encode({read_image_rgb(eagle)})[0], 1e-5, 1e-5));
+  CHECK(at::allclose(stored.features[1], encoder->encode({read_image_rgb(eagle, encoder->read_limits())})[0], 1e-5, 1e-5));
 
   write_text_file(dir / "broken.jpg", "not a jpeg");
   r = run_satcap({"encode", dog, (dir / "broken.jpg").string(), (dir / "missing.jpg").string()});

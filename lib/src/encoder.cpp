@@ -30,8 +30,12 @@ at::Tensor Encoder::encode(const std::vector<cv::Mat>& rgb_images) {
 }
 
 ImageLimits Encoder::read_limits(ImageLimits base) const {
-  const nlohmann::json size = describe().at("preprocessing").at("input_size");  // [height, width]
-  base.min_side = std::max(size.at(0).get<int>(), size.at(1).get<int>());
+  // [height, width]; an encoder that describes no input size (a test double) reads full-size images.
+  const nlohmann::json d = describe();
+  const nlohmann::json* size = nullptr;
+  if (d.contains("preprocessing") && d["preprocessing"].contains("input_size")) size = &d["preprocessing"]["input_size"];
+  if (size && size->is_array() && size->size() == 2 && (*size)[0].is_number_integer() && (*size)[1].is_number_integer())
+    base.min_side = std::max((*size)[0].get<int>(), (*size)[1].get<int>());
   return base;
 }
 
