@@ -268,10 +268,7 @@ json blas_info() {
   }
   std::string summary;
   if (kernels.switched) summary = "kernels " + kernels.active + " chosen by satcap over OpenBLAS's fallback " + kernels.detected + "; ";
-  for (const auto& l : libs) {
-    if (!summary.empty()) summary += ", ";
-    summary += l;
-  }
+  for (size_t i = 0; i < libs.size(); ++i) summary += (i > 0 ? ", " : "") + libs[i];
   if (info.contains("openblas_config")) summary = info["openblas_config"].get<std::string>() + " (" + summary + ")";
   // (Python's torch in the child processes inherits OPENBLAS_CORETYPE, so it runs the same kernels.)
   info["summary"] = summary.empty() ? "none found in this process" : summary;
