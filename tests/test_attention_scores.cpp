@@ -102,3 +102,24 @@ TEST_CASE("attention scores refuse rows that do not fit the images", "[attention
   REQUIRE_THROWS(attention_scores(in.P, in.U, in.w, in.c, 1, false));       // 7 rows, 2 images
   REQUIRE_THROWS(attention_scores(in.P, in.U.narrow(0, 0, 5), in.w, in.c, 2, false));  // 5 rows, beam 2
 }
+
+TEST_CASE("the fused soft context and its gradient equal at::bmm", "[attention]") {
+  for (auto [images, beam, R] : std::vector<std::array<int64_t, 3>>{{5, 1, 5}, {5, 1, 2}, {3, 4, 12}}) {
+    INFO("images " << images << ", beam " << beam << ", rows " << R);
+    at::manual_seed(static_cast<uint64_t>(R));
+    auto features = at::randn({images, 9, 37});  // fixed, as in frozen-encoder training
+    auto alpha = at::softmax(at::randn({R, 9}), 1).requires_grad_();
+    auto fused = attention_context(features, alpha, beam);
+    auto plain = attention_context_reference(features, alpha, beam);
+    require_close(fused, plain, 1e-5);
+    auto upstream = at::randn_like(plain);
+    auto gf = torch::autograd::grad({fused}, {alpha}, {upstream})[0];
+    auto gp = torch::autograd::grad({plain}, {alpha}, {upstream})[0];
+    require_close(gf, gp, 1e-4);
+  }
+  // Features that need a gradient (fine-tuning) get one: the plain product takes over.
+  auto features = at::randn({2, 3, 4}).requires_grad_();
+  auto alpha = at::softmax(at::randn({2, 3}), 1);
+  auto g = torch::autograd::grad({attention_context(features, alpha, 1).sum()}, {features})[0];
+  require_close(g, alpha.unsqueeze(2).expand({2, 3, 4}), 1e-6);
+}

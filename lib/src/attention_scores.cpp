@@ -105,6 +105,38 @@ struct FusedScores : public torch::autograd::Function<FusedScores> {
   }
 };
 
+struct FusedContext : public torch::autograd::Function<FusedContext> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& features, const at::Tensor& alpha, int64_t beam) {
+    auto F = features.contiguous();
+    auto al = alpha.contiguous();
+    const int64_t R = al.size(0), D = F.size(2);
+    auto z = at::empty({R, D}, F.options());  // [R, D]
+    kernels::ContextArgs a{F.data_ptr<float>(), F.size(1), D, beam};
+    const auto& k = kernels::score_kernels();
+    const float* ap = al.data_ptr<float>();
+    float* zp = z.data_ptr<float>();
+    at::parallel_for(0, R, grain_for(F.size(1) * D), [&](int64_t b, int64_t e) { k.context_forward(a, ap, b, e, zp); });
+    ctx->save_for_backward({F});
+    ctx->saved_data["beam"] = beam;
+    ctx->saved_data["rows"] = R;
+    return z;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor F = ctx->get_saved_variables()[0];
+    const int64_t beam = ctx->saved_data["beam"].toInt(), R = ctx->saved_data["rows"].toInt();
+    if (!grads[0].defined()) return {at::Tensor(), at::Tensor(), at::Tensor()};
+    auto dz = grads[0].contiguous();                       // [R, D]
+    auto dalpha = at::empty({R, F.size(1)}, F.options());  // [R, n]
+    kernels::ContextArgs a{F.data_ptr<float>(), F.size(1), F.size(2), beam};
+    const auto& k = kernels::score_kernels();
+    const float* g = dz.data_ptr<float>();
+    float* out = dalpha.data_ptr<float>();
+    at::parallel_for(0, R, grain_for(F.size(1) * F.size(2)), [&](int64_t b, int64_t e) { k.context_backward(a, g, b, e, out); });
+    return {at::Tensor(), dalpha, at::Tensor()};
+  }
+};
+
 bool fused_applies(const at::Tensor& projected, const at::Tensor& hidden, const at::Tensor& weight) {
   return projected.device().is_cpu() && hidden.device().is_cpu() && projected.scalar_type() == at::kFloat &&
          hidden.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat && projected.dim() == 3 &&
@@ -160,6 +192,23 @@ at::Tensor ScoreSequence::next(const at::Tensor& hidden) {
   first_ = false;
   projected_ = out[1];  // the next step consumes this step's output
   return out[0];
+}
+
+at::Tensor attention_context_reference(const at::Tensor& features, const at::Tensor& alpha, int64_t beam) {
+  const int64_t R = alpha.size(0), n = features.size(1), D = features.size(2), images = R / beam;
+  // sum_i alpha_ti a_i: [images, beam, n] x [images, n, D] -> [images, beam, D]
+  return at::bmm(alpha.view({images, beam, n}), features.narrow(0, 0, images)).view({R, D});
+}
+
+at::Tensor attention_context(const at::Tensor& features, const at::Tensor& alpha, int64_t beam) {
+  TORCH_CHECK(features.dim() == 3 && alpha.dim() == 2 && alpha.size(1) == features.size(1) && beam >= 1 &&
+                  alpha.size(0) % beam == 0 && alpha.size(0) <= features.size(0) * beam,
+              "attention_context: features ", features.sizes(), ", alpha ", alpha.sizes(), ", beam ", beam,
+              " do not fit [images, n, D], [R, n]");
+  const bool fused = features.device().is_cpu() && alpha.device().is_cpu() && features.scalar_type() == at::kFloat &&
+                     alpha.scalar_type() == at::kFloat && !(features.requires_grad() && at::GradMode::is_enabled());
+  if (!fused) return attention_context_reference(features, alpha, beam);
+  return FusedContext::apply(features, alpha, beam);
 }
 
 const char* attention_scores_isa() { return kernels::score_kernels().isa; }

@@ -255,9 +255,8 @@ std::pair<at::Tensor, at::Tensor> DecoderImpl::normalise(const at::Tensor& e) {
 }
 
 at::Tensor DecoderImpl::expected_context(const DecoderState& st, const at::Tensor& alpha) const {
-  const int64_t B = st.images(), K = st.beam, n = st.features.size(1), D = st.features.size(2);
-  // sum_i alpha_ti a_i (eq. 13): [B, K, n] x [B, n, D] -> [B, K, D]
-  return at::bmm(alpha.view({B, K, n}), st.features).view({B * K, D});
+  // sum_i alpha_ti a_i (eq. 13): [R, n] over [B, n, D] -> [R, D] (satcap/attention_scores.h)
+  return attention_context(st.features, alpha, st.beam);
 }
 
 at::Tensor DecoderImpl::located_context(const DecoderState& st, const at::Tensor& locations) const {

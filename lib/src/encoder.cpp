@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -80,7 +81,78 @@ nlohmann::json Preprocessing::describe() const {
           {"std", std}};
 }
 
+namespace {
+
+// One axis of ATen's bilinear resize (upsample_bilinear2d's source index and weights): output
+// index o reads input indices lo[o] and lo[o] + step[o] with weights 1 - w[o] and w[o].
+struct Taps {
+  std::vector<std::int64_t> lo, step;
+  std::vector<float> w;
+};
+
+Taps bilinear_taps(std::int64_t in, std::int64_t out, bool align_corners) {
+  Taps t;
+  const float scale = align_corners ? (out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.0f)
+                                    : static_cast<float>(in) / static_cast<float>(out);
+  for (std::int64_t o = 0; o < out; ++o) {
+    float src = align_corners ? scale * static_cast<float>(o)
+                              : std::max(scale * (static_cast<float>(o) + 0.5f) - 0.5f, 0.0f);
+    const auto lo = static_cast<std::int64_t>(src);
+    t.lo.push_back(lo);
+    t.step.push_back(lo < in - 1 ? 1 : 0);
+    t.w.push_back(std::min(std::max(src - static_cast<float>(lo), 0.0f), 1.0f));
+  }
+  return t;
+}
+
+// image (8-bit RGB) -> [3, height, width] at `out`, as preprocess_images_reference computes it.
+void preprocess_into_cpu(const cv::Mat& rgb, const Preprocessing& p, float* out) {
+  const std::int64_t H = p.height, W = p.width;
+  const Taps ty = bilinear_taps(rgb.rows, H, p.align_corners), tx = bilinear_taps(rgb.cols, W, p.align_corners);
+  for (int c = 0; c < 3; ++c) {
+    const int src_c = p.bgr ? 2 - c : c;  // the image is RGB
+    const float mean = static_cast<float>(p.mean[static_cast<std::size_t>(c)]);
+    const float sd = static_cast<float>(p.std[static_cast<std::size_t>(c)]);
+    float* plane = out + c * H * W;
+    for (std::int64_t y = 0; y < H; ++y) {
+      const std::uint8_t* r0 = rgb.ptr<std::uint8_t>(static_cast<int>(ty.lo[static_cast<std::size_t>(y)]));
+      const std::uint8_t* r1 =
+          rgb.ptr<std::uint8_t>(static_cast<int>(ty.lo[static_cast<std::size_t>(y)] + ty.step[static_cast<std::size_t>(y)]));
+      const float wy = ty.w[static_cast<std::size_t>(y)];
+      for (std::int64_t x = 0; x < W; ++x) {
+        const auto xs = static_cast<std::size_t>(x);
+        const std::int64_t x0 = tx.lo[xs] * 3 + src_c, x1 = x0 + tx.step[xs] * 3;
+        const float wx = tx.w[xs];
+        const float top = (1 - wx) * static_cast<float>(r0[x0]) + wx * static_cast<float>(r0[x1]);
+        const float bottom = (1 - wx) * static_cast<float>(r1[x0]) + wx * static_cast<float>(r1[x1]);
+        const float v = ((1 - wy) * top + wy * bottom) / 255.0f;
+        plane[y * W + x] = (v - mean) / sd;  // a division, as the tensor expression
+      }
+    }
+  }
+}
+
+}  // namespace
+
 at::Tensor preprocess_images(const std::vector<cv::Mat>& rgb_images, const Preprocessing& p, c10::Device device) {
+  if (rgb_images.empty()) throw InputError("no images to encode");
+  if (!device.is_cpu()) return preprocess_images_reference(rgb_images, p, device);
+  // On the CPU one plain pass per image, straight into the batch: ATen's version makes four
+  // full-size float copies of each image and starts OpenMP teams on prepare's reader threads.
+  for (std::size_t i = 0; i < rgb_images.size(); ++i) {
+    if (rgb_images[i].empty() || rgb_images[i].type() != CV_8UC3)
+      throw InputError("image " + std::to_string(i) + " of the batch is not 8-bit 3-channel RGB");
+  }
+  auto batch = at::empty({static_cast<std::int64_t>(rgb_images.size()), 3, p.height, p.width}, at::kFloat);
+  float* out = batch.data_ptr<float>();
+  for (std::size_t i = 0; i < rgb_images.size(); ++i)
+    preprocess_into_cpu(rgb_images[i], p, out + static_cast<std::int64_t>(i) * 3 * p.height * p.width);
+  return batch;  // [B, 3, H, W]
+}
+
+// The same preprocessing as tensor operations (other devices; the tests' reference).
+at::Tensor preprocess_images_reference(const std::vector<cv::Mat>& rgb_images, const Preprocessing& p,
+                                       c10::Device device) {
   if (rgb_images.empty()) throw InputError("no images to encode");
   std::vector<at::Tensor> batch;
   batch.reserve(rgb_images.size());

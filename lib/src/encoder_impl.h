@@ -27,8 +27,11 @@ struct Preprocessing {
   nlohmann::json describe() const;
 };
 
-// [B, 3, height, width] float on `device`.
+// [B, 3, height, width] float on `device`. On the CPU a plain pass per image; elsewhere (and as the
+// tests' reference) tensor operations: pixel / 255, upsample_bilinear2d, (x - mean) / std.
 at::Tensor preprocess_images(const std::vector<cv::Mat>& rgb_images, const Preprocessing& p, c10::Device device);
+at::Tensor preprocess_images_reference(const std::vector<cv::Mat>& rgb_images, const Preprocessing& p,
+                                       c10::Device device);
 
 // [B, D, h, w] -> [B, grid*grid, D], pooled adaptively when (h, w) != (grid, grid).
 at::Tensor map_to_regions(const at::Tensor& map, int grid);

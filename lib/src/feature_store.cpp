@@ -377,16 +377,20 @@ void FeatureStore::finalize() {
 
 namespace {
 
-// Drops the mapped pages of [p, p + bytes) from this process (rounded out to whole pages): the
-// kernel's page cache keeps them, so a later read faults them back in cheaply, but they no longer
-// count in the process's resident memory. Without this, an epoch over a 20,000-image store would
-// leave every row it read resident (9 GB of float32 features), and training's peak memory would
-// grow with the dataset instead of staying flat.
-void release_pages(const char* p, std::size_t bytes) {
-  static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto begin = reinterpret_cast<std::uintptr_t>(p) & ~(page - 1);
-  const auto end = reinterpret_cast<std::uintptr_t>(p) + bytes;
-  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advisory: failure is harmless
+// Drops the mapped pages of [p, p + bytes) from this process: the kernel's page cache keeps them,
+// so a later read faults them back in cheaply, but they no longer count in the process's resident
+// memory. Without this, an epoch over a 20,000-image store would leave every row it read resident
+// (9 GB of float32 features), and training's peak memory would grow with the dataset instead of
+// staying flat. The range is rounded out to the kernel's fault-around window (64 KiB aligned; a
+// read fault maps the whole window), within the mapping [map, map + map_bytes): rounding only to
+// pages left up to 60 KiB of the next rows mapped per row read (measured: training's peak RSS
+// 438 MiB for 2,000 scenes, 963 MiB for 20,000). Dropping a neighbour's pages costs it a fault.
+void release_pages(const char* p, std::size_t bytes, const void* map, std::size_t map_bytes) {
+  constexpr std::uintptr_t kWindow = 64 * 1024;
+  const auto lo = reinterpret_cast<std::uintptr_t>(map), hi = lo + map_bytes;
+  const auto begin = std::max(lo, reinterpret_cast<std::uintptr_t>(p) & ~(kWindow - 1));
+  const auto end = std::min(hi, (reinterpret_cast<std::uintptr_t>(p) + bytes + kWindow - 1) & ~(kWindow - 1));
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advisory
 }
 
 }  // namespace
@@ -407,7 +411,7 @@ at::Tensor FeatureStore::gather(const std::vector<std::int64_t>& rows) const {
     const char* src = m.row_ptr(row);
     const auto dtype = m.spec.dtype == FeatureDtype::float32 ? at::kFloat : at::kHalf;
     out[static_cast<std::int64_t>(b)].copy_(at::from_blob(const_cast<char*>(src), {n, D}, at::TensorOptions().dtype(dtype)));
-    release_pages(src, m.row_bytes);
+    release_pages(src, m.row_bytes, m.map, m.map_len);
   }
   return out;
 }

@@ -31,6 +31,13 @@ class ScoreSequence {
   bool relu_ = false, fused_ = false, first_ = true;
 };
 
+// The soft context z_t = sum_i alpha_ti a_i (eq. 13): features [images, n, D], alpha [R, n] (row r
+// belongs to image r / beam) -> [R, D]. On the CPU a kernel parallel over rows (ATen's bmm runs
+// one single-row product per image, each with its own thread synchronisation); the features get no
+// gradient there, so features that require one (fine-tuning) take at::bmm.
+at::Tensor attention_context(const at::Tensor& features, const at::Tensor& alpha, int64_t beam);
+at::Tensor attention_context_reference(const at::Tensor& features, const at::Tensor& alpha, int64_t beam);
+
 // The same scores as the plain tensor expression (what other devices run; the tests' reference).
 at::Tensor attention_scores_reference(const at::Tensor& projected, const at::Tensor& hidden, const at::Tensor& weight,
                                       const at::Tensor& bias, int64_t beam, bool relu);

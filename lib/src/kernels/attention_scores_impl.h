@@ -87,10 +87,41 @@ void backward(const ScoreArgs& s, const float* de, int64_t begin, int64_t end, f
   s.relu ? backward_items<true>(s, de, begin, end, dP, dU, dw) : backward_items<false>(s, de, begin, end, dP, dU, dw);
 }
 
+void context_forward(const ContextArgs& s, const float* alpha, int64_t begin, int64_t end, float* context) {
+  const int64_t n = s.regions, D = s.dim;
+  for (int64_t r = begin; r < end; ++r) {
+    const float* f = s.features + (r / s.beam) * n * D;  // a_1..a_n of the row's image
+    const float* al = alpha + r * n;
+    float* z = context + r * D;
+    std::fill(z, z + D, 0.0f);
+    for (int64_t i = 0; i < n; ++i) {
+      const float a = al[i];
+      const float* fi = f + i * D;
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d) z[d] += a * fi[d];
+    }
+  }
+}
+
+void context_backward(const ContextArgs& s, const float* dz, int64_t begin, int64_t end, float* dalpha) {
+  const int64_t n = s.regions, D = s.dim;
+  for (int64_t r = begin; r < end; ++r) {
+    const float* f = s.features + (r / s.beam) * n * D;
+    const float* g = dz + r * D;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* fi = f + i * D;
+      float acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t d = 0; d < D; ++d) acc += g[d] * fi[d];
+      dalpha[r * n + i] = acc;
+    }
+  }
+}
+
 }  // namespace
 
 float tanh_of(float x) { return tanh_approx(x); }
 
-ScoreKernels kernels(const char* isa) { return {forward, backward, isa}; }
+ScoreKernels kernels(const char* isa) { return {forward, backward, context_forward, context_backward, isa}; }
 
 }  // namespace satcap::kernels::SATCAP_KERNEL_NS

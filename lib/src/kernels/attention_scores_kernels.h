@@ -34,9 +34,23 @@ using ScoreForward = void (*)(const ScoreArgs& args, int64_t item_begin, int64_t
 using ScoreBackward = void (*)(const ScoreArgs& args, const float* grad_scores, int64_t item_begin, int64_t item_end,
                                float* grad_projected, float* grad_hidden, float* grad_w);
 
+// The soft context z_t = sum_i alpha_ti a_i (eq. 13) per row, row r reading image r / beam:
+//   forward:  context[r, :] = sum_i alpha[r, i] * features[b, i, :]        rows [row_begin, row_end)
+//   backward: grad_alpha[r, i] = grad_context[r, :] . features[b, i, :]    (the features are fixed)
+struct ContextArgs {
+  const float* features = nullptr;  // [images, n, D]
+  int64_t regions = 0, dim = 0, beam = 1;
+};
+using ContextForward = void (*)(const ContextArgs& args, const float* alpha, int64_t row_begin, int64_t row_end,
+                                float* context);
+using ContextBackward = void (*)(const ContextArgs& args, const float* grad_context, int64_t row_begin,
+                                 int64_t row_end, float* grad_alpha);
+
 struct ScoreKernels {
   ScoreForward forward = nullptr;
   ScoreBackward backward = nullptr;
+  ContextForward context_forward = nullptr;
+  ContextBackward context_backward = nullptr;
   const char* isa = "";  // "avx512", "avx2" or "generic"
 };
 
