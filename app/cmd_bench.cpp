@@ -2,11 +2,13 @@
 // (lib/include/satcap/bench.h says what is measured).
 #include <nlohmann/json.hpp>
 
+#include <fstream>
 #include <iostream>
 #include <memory>
 
 #include "command.h"
 #include "satcap/bench.h"
+#include "satcap/error.h"
 
 namespace satcap::app {
 namespace {
@@ -14,6 +16,7 @@ namespace {
 struct BenchCommandOptions {
   BenchOptions bench;
   bool json = false;  // one JSON object on stdout instead of the table
+  std::string save;    // also write that JSON object to this file
 };
 
 const CommandRegistration registration{
@@ -26,6 +29,8 @@ const CommandRegistration registration{
       sub.add_flag("--smoke", opts->bench.smoke, "Tiny sizes, seconds: checks the plumbing, numbers mean nothing")
           ->capture_default_str();
       sub.add_flag("--json", opts->json, "Print one JSON object instead of the table")->capture_default_str();
+      sub.add_option("--save", opts->save, "Also write the JSON object to this file (with the table on stdout)")
+          ->capture_default_str();
       sub.add_option("--only", opts->bench.parts, "Run only these parts: sgemm train python beam prepare growth")
           ->delimiter(',')
           ->capture_default_str();
@@ -52,6 +57,11 @@ const CommandRegistration registration{
         opts->bench.device = global_options().device;
         std::ostream* log = global_options().quiet ? nullptr : &std::cerr;
         nlohmann::json report = run_bench(opts->bench, log);
+        if (!opts->save.empty()) {
+          std::ofstream out(opts->save);
+          out << report.dump(2) << "\n";
+          if (!out) throw OutputError(opts->save + ": cannot write the benchmark report");
+        }
         if (opts->json) {
           std::cout << report.dump() << "\n";
         } else {

@@ -9,6 +9,8 @@
 #include <numeric>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "satcap/bench.h"
 #include "satcap/error.h"
 #include "test_util.h"
@@ -123,4 +125,21 @@ TEST_CASE("satcap bench --smoke --json reports every measurement as a finite pos
   REQUIRE(report["machine"]["threads"] == 1);
   REQUIRE(report["targets"].is_array());
   REQUIRE(!report["targets"].empty());
+}
+
+TEST_CASE("satcap bench --save writes the JSON report beside the table, --trace a Chrome trace", "[bench]") {
+  const auto dir = fresh_temp_dir("bench_save_" + std::to_string(::getpid()));
+  const auto saved = dir / "report.json", trace = dir / "trace.json";
+  auto r = run_satcap({"bench", "--smoke", "--only", "sgemm", "train", "--attention", "soft", "--threads", "1",
+                       "--save", saved.string(), "--trace", trace.string()});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE_THAT(r.out, Catch::Contains("sgemm"));  // the table on stdout
+  auto report = nlohmann::json::parse(read_text_file(saved));
+  REQUIRE(report["sgemm_gflops"].get<double>() > 0);
+  REQUIRE(report["train_words_per_s_b64"].get<double>() > 0);
+  auto events = nlohmann::json::parse(read_text_file(trace));
+  const auto& list = events.is_array() ? events : events["traceEvents"];
+  REQUIRE(list.size() > 10);  // the timed steps' operators
+  REQUIRE(run_satcap({"bench", "--smoke", "--only", "sgemm", "--save", (dir / "no/such/dir/r.json").string()}).exit_code == 5);
 }
