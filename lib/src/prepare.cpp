@@ -38,7 +38,7 @@ struct Decoded {
 // and `failure` set when the image cannot be used.
 at::Tensor load_one(const fs::path& path, const ImageLimits& limits, const Encoder& encoder, std::string& failure) {
   try {
-    return encoder.preprocess({read_image_rgb(path, encoder.read_limits(limits))});
+    return encoder.preprocess({read_image_rgb(path, limits)});
   } catch (const Error& e) {
     failure = e.what();
   } catch (const std::exception& e) {  // OpenCV's own exceptions on broken files
@@ -119,8 +119,9 @@ PrepareSummary prepare_features(const Dataset& dataset, Encoder& encoder, const 
   }
   // Reading, decoding and resizing run on worker threads (one per core), one batch ahead.
   const std::size_t workers = static_cast<std::size_t>(std::max(1, available_cores()));
+  const ImageLimits limits = encoder.read_limits(options.limits);  // as caption reads the images
   auto launch = [&](std::size_t b) {
-    return std::async(std::launch::async, decode_batch, std::cref(batches[b]), std::cref(paths), options.limits,
+    return std::async(std::launch::async, decode_batch, std::cref(batches[b]), std::cref(paths), limits,
                       std::cref(encoder), workers);
   };
   std::future<Decoded> next;

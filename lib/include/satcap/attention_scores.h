@@ -4,6 +4,7 @@
 // per step (25.7 MB at batch 64 and the paper's n 196, A 512), then reads and writes that again in
 // the backward, and autograd adds up a full-size gradient of the projected features per step. The
 // fused kernel reads the projected features once forward and once backward, recomputing act(.).
+// Also the soft context sum_i alpha_ti a_i (eq. 13), fused the same way. Kernels: lib/src/kernels/.
 #pragma once
 
 #include <ATen/core/Tensor.h>
