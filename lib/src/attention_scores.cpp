@@ -5,6 +5,7 @@
 #include <torch/autograd.h>
 
 #include <algorithm>
+#include <initializer_list>
 
 #include "kernels/attention_scores_kernels.h"
 
@@ -137,10 +138,11 @@ struct FusedContext : public torch::autograd::Function<FusedContext> {
   }
 };
 
-bool fused_applies(const at::Tensor& projected, const at::Tensor& hidden, const at::Tensor& weight) {
-  return projected.device().is_cpu() && hidden.device().is_cpu() && projected.scalar_type() == at::kFloat &&
-         hidden.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat && projected.dim() == 3 &&
-         hidden.dim() == 2;
+// The fused kernels take CPU float32 tensors (the shapes are checked by the callers).
+bool cpu_float(std::initializer_list<const at::Tensor*> tensors) {
+  for (const at::Tensor* t : tensors)
+    if (!t->device().is_cpu() || t->scalar_type() != at::kFloat) return false;
+  return true;
 }
 
 void check_shapes(const at::Tensor& projected, const at::Tensor& hidden, const at::Tensor& weight, int64_t beam) {
@@ -168,7 +170,7 @@ at::Tensor attention_scores_reference(const at::Tensor& projected, const at::Ten
 at::Tensor attention_scores(const at::Tensor& projected, const at::Tensor& hidden, const at::Tensor& weight,
                             const at::Tensor& bias, int64_t beam, bool relu) {
   check_shapes(projected, hidden, weight, beam);
-  if (!fused_applies(projected, hidden, weight))
+  if (!cpu_float({&projected, &hidden, &weight}))
     return attention_scores_reference(projected, hidden, weight, bias, beam, relu);
   auto none = at::empty({0}, projected.options());
   return FusedScores::apply(projected, hidden, weight, bias.defined() ? bias : none, beam, relu, none, false, false)[0];
@@ -176,17 +178,13 @@ at::Tensor attention_scores(const at::Tensor& projected, const at::Tensor& hidde
 
 ScoreSequence::ScoreSequence(at::Tensor projected, at::Tensor weight, at::Tensor bias, bool relu)
     : projected_(std::move(projected)), weight_(std::move(weight)), bias_(std::move(bias)), relu_(relu) {
-  fused_ = projected_.dim() == 3 && projected_.device().is_cpu() && projected_.scalar_type() == at::kFloat &&
-           weight_.scalar_type() == at::kFloat;
-  if (fused_) {
-    sum_ = at::empty({0}, projected_.options());
-    if (!bias_.defined()) bias_ = at::empty({0}, projected_.options());
-  }
+  sum_ = at::empty({0}, projected_.options());
+  if (!bias_.defined()) bias_ = at::empty({0}, projected_.options());  // autograd needs a defined input
 }
 
 at::Tensor ScoreSequence::next(const at::Tensor& hidden) {
   check_shapes(projected_, hidden, weight_, 1);
-  if (!fused_ || !fused_applies(projected_, hidden, weight_))
+  if (!cpu_float({&projected_, &hidden, &weight_}))
     return attention_scores_reference(projected_, hidden, weight_, bias_, 1, relu_);
   auto out = FusedScores::apply(projected_, hidden, weight_, bias_, int64_t{1}, relu_, sum_, true, first_);
   first_ = false;
@@ -205,9 +203,7 @@ at::Tensor attention_context(const at::Tensor& features, const at::Tensor& alpha
                   alpha.size(0) % beam == 0 && alpha.size(0) <= features.size(0) * beam,
               "attention_context: features ", features.sizes(), ", alpha ", alpha.sizes(), ", beam ", beam,
               " do not fit [images, n, D], [R, n]");
-  const bool fused = features.device().is_cpu() && alpha.device().is_cpu() && features.scalar_type() == at::kFloat &&
-                     alpha.scalar_type() == at::kFloat && !(features.requires_grad() && at::GradMode::is_enabled());
-  if (!fused) return attention_context_reference(features, alpha, beam);
+  if (!cpu_float({&features, &alpha}) || (features.requires_grad() && at::GradMode::is_enabled())) return attention_context_reference(features, alpha, beam);
   return FusedContext::apply(features, alpha, beam);
 }
 

@@ -174,9 +174,9 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
                                     "and was " + source_name + " prepared from it?)");
   // Fine-tuning: images are read and preprocessed for rows (on the trainer's worker thread).
   auto images_of = [&image_paths](Encoder* encoder) {
-    return [&image_paths, encoder](const std::vector<int64_t>& rows) {
+    const ImageLimits limits = encoder->read_limits();  // as prepare and caption read them
+    return [&image_paths, encoder, limits](const std::vector<int64_t>& rows) {
       std::vector<cv::Mat> rgb;
-      const ImageLimits limits = encoder->read_limits();  // as prepare and caption read them
       for (int64_t r : rows) rgb.push_back(read_image_rgb(image_paths[static_cast<std::size_t>(r)], limits));
       return encoder->preprocess(rgb);  // [B, 3, H, W]
     };

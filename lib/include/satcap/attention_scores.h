@@ -29,7 +29,7 @@ class ScoreSequence {
 
  private:
   at::Tensor projected_, weight_, bias_, sum_;
-  bool relu_ = false, fused_ = false, first_ = true;
+  bool relu_ = false, first_ = true;
 };
 
 // The soft context z_t = sum_i alpha_ti a_i (eq. 13): features [images, n, D], alpha [R, n] (row r
