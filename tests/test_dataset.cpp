@@ -69,7 +69,7 @@ TEST_CASE("COCO captions: images, captions, tokens, detected image root", "[data
   CHECK(a->height == 8);
   REQUIRE(a->captions.size() == 2);
   CHECK(a->captions[0].raw == "A red square.");
-  CHECK(a->captions[0].tokens == std::vector<std::string>{"a", "red", "square"});
+  CHECK(a->captions[0].tokens() == std::vector<std::string>{"a", "red", "square"});
   CHECK(d.find(3) == nullptr);
   auto refs = d.references();
   CHECK(refs[1].size() == 2);
@@ -81,6 +81,42 @@ TEST_CASE("COCO captions: images, captions, tokens, detected image root", "[data
   DatasetOptions o;
   o.split = "val";
   CHECK(load_dataset((dir / "captions.json").string(), o).split("val").size() == 2);
+}
+
+TEST_CASE("COCO captions are read entry by entry, whichever array comes first", "[data]") {
+  // nlohmann writes keys sorted ("annotations" first); COCO's own files list "images" first. The
+  // reader streams both arrays and attaches captions at once or after the images, as they come.
+  const json j = coco_json();
+  const std::string images_first = "{\"info\": {\"year\": 2014}, \"images\": " + j["images"].dump() +
+                                   ", \"licenses\": [{\"id\": 1}], \"annotations\": " + j["annotations"].dump() + "}";
+  fs::path a = coco_folder("data_order_a");
+  fs::path b = coco_folder("data_order_b");
+  write_text_file(b / "captions.json", images_first);
+  REQUIRE(read_text_file(a / "captions.json").find("\"annotations\"") < read_text_file(a / "captions.json").find("\"images\""));
+  const Dataset da = load_dataset(a.string());
+  const Dataset db = load_dataset(b.string());
+  CHECK(db.format == "coco");
+  REQUIRE(da.images.size() == db.images.size());
+  for (std::size_t i = 0; i < da.images.size(); ++i) {
+    CHECK(da.images[i].id == db.images[i].id);
+    REQUIRE(da.images[i].captions.size() == db.images[i].captions.size());
+    for (std::size_t k = 0; k < da.images[i].captions.size(); ++k) CHECK(da.images[i].captions[k].raw == db.images[i].captions[k].raw);
+  }
+  CHECK(db.references() == da.references());
+  // An annotation of an unknown image is a warning at either position.
+  json unknown = coco_json();
+  unknown["annotations"].push_back({{"id", 13}, {"image_id", 99}, {"caption", "nowhere"}});
+  write_text_file(b / "captions.json", "{\"images\": " + unknown["images"].dump() + ", \"annotations\": " +
+                                           unknown["annotations"].dump() + "}");
+  CHECK(has_warning(load_dataset(b.string()), "annotations[3]: image_id 99 is not in 'images'"));
+  CHECK(has_warning(load_dataset(coco_folder("data_order_c", unknown).string()), "annotations[3]: image_id 99"));
+  // Missing arrays and a top level that is not an object are named.
+  write_text_file(b / "captions.json", "{\"images\": " + j["images"].dump() + "}");
+  CHECK_THAT(error_of((b / "captions.json").string(), [] { DatasetOptions o; o.format = "coco"; return o; }()),
+             Catch::Contains("top level: 'annotations' is missing"));
+  write_text_file(b / "captions.json", "[{\"images\": []}]");
+  CHECK_THAT(error_of((b / "captions.json").string(), [] { DatasetOptions o; o.format = "coco"; return o; }()),
+             Catch::Contains("top level: is an array, expected an object"));
 }
 
 TEST_CASE("Karpathy split file: splits, restval, filepath, ids", "[data]") {

@@ -79,7 +79,7 @@ TEST_CASE("Vocabulary: built from the training split only", "[vocab]") {
     ImageEntry e;
     e.id = id;
     e.split = split;
-    for (int i = 0; i < 5; ++i) e.captions.push_back({raw, tokenize_caption(raw)});
+    for (int i = 0; i < 5; ++i) e.captions.push_back({raw});
     d.images.push_back(e);
   };
   add(1, "train", "a dog");

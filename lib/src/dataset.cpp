@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -11,6 +12,7 @@
 
 #include "satcap/error.h"
 #include "satcap/vocab.h"
+#include "json_stream.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -40,6 +42,8 @@ bool is_valid_utf8(const std::string& text) {
   }
   return true;
 }
+
+std::vector<std::string> Caption::tokens() const { return tokenize_caption(raw); }
 
 void validate(const DatasetOptions& options) {
   static const std::set<std::string> formats{"auto", "coco", "karpathy", "flickr8k"};
@@ -97,19 +101,6 @@ std::string read_file(const fs::path& path) {
   return s.str();
 }
 
-json parse_json_file(const fs::path& path) {
-  std::string text = read_file(path);
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    std::string what = e.what();
-    // nlohmann's message: "[json.exception.parse_error.101] parse error at line 1, column 5: ..."
-    auto colon = what.find("parse error");
-    throw InputError(path.string() + ": malformed JSON at byte " + std::to_string(e.byte) + " of " +
-                     std::to_string(text.size()) + (colon == std::string::npos ? what : " (" + what.substr(colon) + ")"));
-  }
-}
-
 // Names entries in messages: "captions.json: annotations[17]".
 struct Where {
   std::string file;
@@ -117,15 +108,10 @@ struct Where {
   std::string str() const { return file + ": " + entry; }
 };
 
-// "a string", "an array", "null".
-std::string type_name(const json& j) {
-  std::string t = j.type_name();
-  if (t == "null") return t;
-  return (t == "array" || t == "object" ? "an " : "a ") + t;
-}
+using detail::json_type_name;
 
 const json& need(const json& obj, const char* key, const Where& w) {
-  if (!obj.is_object()) throw InputError(w.str() + ": is " + type_name(obj) + ", expected an object");
+  if (!obj.is_object()) throw InputError(w.str() + ": is " + json_type_name(obj) + ", expected an object");
   auto it = obj.find(key);
   if (it == obj.end()) throw InputError(w.str() + ": '" + key + "' is missing");
   return *it;
@@ -133,13 +119,13 @@ const json& need(const json& obj, const char* key, const Where& w) {
 
 const json& need_array(const json& obj, const char* key, const Where& w) {
   const json& v = need(obj, key, w);
-  if (!v.is_array()) throw InputError(w.str() + ": '" + key + "' is not an array (it is " + type_name(v) + ")");
+  if (!v.is_array()) throw InputError(w.str() + ": '" + key + "' is not an array (it is " + json_type_name(v) + ")");
   return v;
 }
 
 std::string need_string(const json& obj, const char* key, const Where& w) {
   const json& v = need(obj, key, w);
-  if (!v.is_string()) throw InputError(w.str() + ": '" + key + "' is not a string (it is " + type_name(v) + ")");
+  if (!v.is_string()) throw InputError(w.str() + ": '" + key + "' is not a string (it is " + json_type_name(v) + ")");
   return v.get<std::string>();
 }
 
@@ -149,7 +135,7 @@ std::int64_t need_int(const json& obj, const char* key, const Where& w) {
     if (v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) throw InputError(w.str() + ": '" + key + "' is out of range");
     return static_cast<std::int64_t>(v.get<std::uint64_t>());
   }
-  if (!v.is_number_integer()) throw InputError(w.str() + ": '" + key + "' is not an integer (it is " + type_name(v) + ")");
+  if (!v.is_number_integer()) throw InputError(w.str() + ": '" + key + "' is not an integer (it is " + json_type_name(v) + ")");
   return v.get<std::int64_t>();
 }
 
@@ -244,8 +230,8 @@ void add_caption(ImageEntry& image, const std::string& raw, const Where& w, std:
     warnings.push_back(w.str() + ": caption is not valid UTF-8; skipped");
     return;
   }
-  Caption c{raw, tokenize_caption(raw)};
-  if (c.tokens.empty()) {
+  Caption c{raw};
+  if (c.tokens().empty()) {
     warnings.push_back(w.str() + ": empty caption; skipped");
     return;
   }
@@ -280,37 +266,47 @@ std::string split_from_name(const fs::path& file) {
 
 // ---- Karpathy split files ---------------------------------------------------------------------
 
+// The top level of a streamed dataset file must be an object with an array under `key`.
+void require_array(const detail::StreamedJson& streamed, std::size_t reader, const std::string& key, const std::string& name) {
+  if (!streamed.rest.is_object())
+    throw InputError(name + ": top level: is " + json_type_name(streamed.rest) + ", expected an object");
+  if (!streamed.present[reader]) throw InputError(name + ": top level: '" + key + "' is missing");
+}
+
 Dataset load_karpathy(const fs::path& file, const DatasetOptions& options) {
-  json j = parse_json_file(file);
   const std::string name = file.string();
-  const json& images = need_array(j, "images", {name, "top level"});
   Dataset d;
   d.format = "karpathy";
-  std::string probe;
-  if (!images.empty() && images[0].is_object()) {
-    auto fp = images[0].find("filepath");
-    auto fn = images[0].find("filename");
-    if (fn != images[0].end() && fn->is_string()) {
-      probe = (fp != images[0].end() && fp->is_string()) ? (fs::path(fp->get<std::string>()) / fn->get<std::string>()).string()
-                                                         : fn->get<std::string>();
-    }
-  }
   auto candidates = standard_candidates(file);
   for (const char* f : {"Flicker8k_Dataset", "Flickr8k_Dataset", "flickr30k-images"}) candidates.push_back(folder_of(file) / f);
-  d.image_root = choose_root(options, candidates, probe);
-  PathGuard guard(d.image_root);
+  std::optional<PathGuard> guard;  // chosen at the first image (its file is the probe)
+  auto choose = [&](const std::string& probe) {
+    d.image_root = choose_root(options, candidates, probe);
+    guard.emplace(d.image_root);
+  };
   std::unordered_set<std::int64_t> ids;
-  for (std::size_t i = 0; i < images.size(); ++i) {
+  auto on_image = [&](std::size_t i, const json& e) {
     Where w{name, "images[" + std::to_string(i) + "]"};
-    const json& e = images[i];
-    if (!e.is_object()) throw InputError(w.str() + ": is " + type_name(e) + ", expected an object");
+    if (!guard) {
+      std::string probe;
+      if (e.is_object()) {
+        auto fp = e.find("filepath");
+        auto fn = e.find("filename");
+        if (fn != e.end() && fn->is_string()) {
+          probe = (fp != e.end() && fp->is_string()) ? (fs::path(fp->get<std::string>()) / fn->get<std::string>()).string()
+                                                     : fn->get<std::string>();
+        }
+      }
+      choose(probe);
+    }
+    if (!e.is_object()) throw InputError(w.str() + ": is " + json_type_name(e) + ", expected an object");
     ImageEntry image;
     image.id = e.contains("cocoid") ? need_int(e, "cocoid", w) : need_int(e, "imgid", w);
     if (!ids.insert(image.id).second) throw InputError(w.str() + ": duplicate image id " + std::to_string(image.id));
     std::string filename = need_string(e, "filename", w);
     std::string rel = filename;
     if (e.contains("filepath") && !e["filepath"].is_null()) rel = (fs::path(need_string(e, "filepath", w)) / filename).string();
-    image.key = guard.key(rel, w);
+    image.key = guard->key(rel, w);
     image.path = d.image_root / image.key;
     image.split = need_string(e, "split", w);
     if (image.split == "restval" && options.merge_restval) image.split = "train";
@@ -333,71 +329,90 @@ Dataset load_karpathy(const fs::path& file, const DatasetOptions& options) {
       add_caption(image, raw, ws, d.warnings);
     }
     d.images.push_back(std::move(image));
-  }
+  };
+  const auto streamed = detail::stream_json_arrays(file, {{"images", on_image}});
+  require_array(streamed, 0, "images", name);
+  if (!guard) choose("");
   return d;
 }
 
 // ---- COCO caption annotations -----------------------------------------------------------------
 
 Dataset load_coco(const fs::path& file, const DatasetOptions& options, const fs::path* root_hint = nullptr) {
-  json j = parse_json_file(file);
   const std::string name = file.string();
-  const json& images = need_array(j, "images", {name, "top level"});
-  const json& annotations = need_array(j, "annotations", {name, "top level"});
   Dataset d;
   d.format = "coco";
-  std::string probe;
-  if (!images.empty() && images[0].is_object() && images[0].contains("file_name") && images[0]["file_name"].is_string()) {
-    probe = images[0]["file_name"].get<std::string>();
-  }
-  if (root_hint) {
-    d.image_root = *root_hint;
-  } else {
-    auto candidates = standard_candidates(file);
-    std::string stem = file.stem().string();
-    if (stem.rfind("captions_", 0) == 0) {
-      fs::path base = folder_of(file).filename() == "annotations" ? folder_of(folder_of(file)) : folder_of(file);
-      candidates.push_back(base / stem.substr(9));
+  std::optional<PathGuard> guard;  // chosen at the first image (its file is the probe)
+  auto choose = [&](const std::string& probe) {
+    if (root_hint) {
+      d.image_root = *root_hint;
+    } else {
+      auto candidates = standard_candidates(file);
+      std::string stem = file.stem().string();
+      if (stem.rfind("captions_", 0) == 0) {
+        fs::path base = folder_of(file).filename() == "annotations" ? folder_of(folder_of(file)) : folder_of(file);
+        candidates.push_back(base / stem.substr(9));
+      }
+      d.image_root = choose_root(options, candidates, probe);
     }
-    d.image_root = choose_root(options, candidates, probe);
-  }
-  PathGuard guard(d.image_root);
+    guard.emplace(d.image_root);
+  };
   const std::string split = options.split.empty() ? split_from_name(file) : options.split;
   std::unordered_map<std::int64_t, std::size_t> index;
-  for (std::size_t i = 0; i < images.size(); ++i) {
+  auto on_image = [&](std::size_t i, const json& e) {
     Where w{name, "images[" + std::to_string(i) + "]"};
-    const json& e = images[i];
+    if (!guard) {
+      const bool named = e.is_object() && e.contains("file_name") && e["file_name"].is_string();
+      choose(named ? e["file_name"].get<std::string>() : std::string());
+    }
     ImageEntry image;
     image.id = need_int(e, "id", w);
     if (index.count(image.id)) throw InputError(w.str() + ": duplicate image id " + std::to_string(image.id));
-    image.key = guard.key(need_string(e, "file_name", w), w);
+    image.key = guard->key(need_string(e, "file_name", w), w);
     image.path = d.image_root / image.key;
     image.split = split;
     image.width = optional_dimension(e, "width", w);
     image.height = optional_dimension(e, "height", w);
     index[image.id] = d.images.size();
     d.images.push_back(std::move(image));
-  }
+  };
+  // An annotation is checked when it is read; it is attached to its image then, or at the end
+  // when the file lists its annotations before its images.
+  struct Pending {
+    std::size_t i;
+    std::int64_t image_id;
+    std::string caption;
+  };
+  std::vector<Pending> pending;
   std::unordered_set<std::int64_t> annotation_ids;
-  for (std::size_t i = 0; i < annotations.size(); ++i) {
+  auto attach = [&](std::size_t i, std::int64_t image_id, const std::string& caption) {
     Where w{name, "annotations[" + std::to_string(i) + "]"};
-    const json& a = annotations[i];
+    auto it = index.find(image_id);
+    if (it == index.end()) {
+      d.warnings.push_back(w.str() + ": image_id " + std::to_string(image_id) + " is not in 'images'; skipped");
+      return;
+    }
+    add_caption(d.images[it->second], caption, w, d.warnings);
+  };
+  auto on_annotation = [&](std::size_t i, const json& a) {
+    Where w{name, "annotations[" + std::to_string(i) + "]"};
     std::int64_t image_id = need_int(a, "image_id", w);
     std::string caption = need_string(a, "caption", w);
     if (a.contains("id")) {
       std::int64_t id = need_int(a, "id", w);
       if (!annotation_ids.insert(id).second) {
         d.warnings.push_back(w.str() + ": duplicate annotation id " + std::to_string(id) + "; skipped");
-        continue;
+        return;
       }
     }
-    auto it = index.find(image_id);
-    if (it == index.end()) {
-      d.warnings.push_back(w.str() + ": image_id " + std::to_string(image_id) + " is not in 'images'; skipped");
-      continue;
-    }
-    add_caption(d.images[it->second], caption, w, d.warnings);
-  }
+    if (guard) attach(i, image_id, caption);  // the images came first (as in COCO's own files)
+    else pending.push_back({i, image_id, std::move(caption)});
+  };
+  const auto streamed = detail::stream_json_arrays(file, {{"images", on_image}, {"annotations", on_annotation}});
+  require_array(streamed, 0, "images", name);
+  require_array(streamed, 1, "annotations", name);
+  if (!guard) choose("");
+  for (const auto& p : pending) attach(p.i, p.image_id, p.caption);
   return d;
 }
 
@@ -509,12 +524,18 @@ Dataset load_flickr8k(const fs::path& file, const DatasetOptions& options) {
 
 std::string detect_file_format(const fs::path& file) {
   if (file.extension() == ".txt") return "flickr8k";
-  json j = parse_json_file(file);
-  if (j.is_object() && j.contains("annotations")) return "coco";
-  if (j.is_object() && j.contains("images") && j["images"].is_array()) {
-    const json& images = j["images"];
-    if (!images.empty() && images[0].is_object() && images[0].contains("sentences")) return "karpathy";
-    if (!images.empty() && images[0].is_object() && images[0].contains("file_name")) return "coco";
+  // Read until the first entry that tells (thrown out of the parse), not through the whole file.
+  struct Detected { std::string format; };
+  auto on_image = [](std::size_t, const json& e) {
+    if (e.is_object() && e.contains("sentences")) throw Detected{"karpathy"};
+    if (e.is_object() && e.contains("file_name")) throw Detected{"coco"};
+  };
+  auto on_annotation = [](std::size_t, const json&) { throw Detected{"coco"}; };
+  try {
+    const auto streamed = detail::stream_json_arrays(file, {{"images", on_image}, {"annotations", on_annotation}});
+    if (streamed.rest.is_object() && streamed.rest.contains("annotations")) return "coco";
+  } catch (const Detected& d) {
+    return d.format;
   }
   throw InputError(file.string() + ": not a dataset this satcap reads (expected COCO captions with 'images' and "
                    "'annotations', a Karpathy split file with 'images[].sentences', or a Flickr8k .token.txt)");

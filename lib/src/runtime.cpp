@@ -43,6 +43,12 @@ void tune_allocator() {
   mallopt(M_TOP_PAD, 256 * 1024 * 1024);
 }
 
+void release_free_memory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
 namespace {
 
 // OpenBLAS's own entry points, looked up at run time: satcap does not link OpenBLAS itself (LibTorch

@@ -14,6 +14,7 @@
 #include "satcap/feature_store.h"
 #include "satcap/image.h"
 #include "satcap/prepare.h"
+#include "satcap/runtime.h"
 #include "satcap/trainer.h"
 #include "satcap/training_log.h"
 #include "satcap/vocab.h"
@@ -150,20 +151,32 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
       ++missing;
       continue;
     }
-    for (const auto& c : img->captions) data.train.push_back({*row, vocab.encode(c.tokens)});
+    for (const auto& c : img->captions) data.train.push_back({*row, vocab.encode(c.tokens())});
   }
-  for (const ImageEntry* img : dataset.split("val")) {
-    auto row = row_of(*img);
-    if (!row) {
-      ++missing;
-      continue;
+  // The images of a split that have features, with their reference captions.
+  auto scored_images = [&](const std::string& split, std::size_t* without_features) {
+    std::vector<ValidationImage> images;
+    for (const ImageEntry* img : dataset.split(split)) {
+      auto row = row_of(*img);
+      if (!row) {
+        if (without_features) ++*without_features;
+        continue;
+      }
+      ValidationImage v;
+      v.id = std::to_string(img->id);
+      v.feature_row = *row;
+      for (const auto& c : img->captions) v.references.push_back(c.raw);
+      images.push_back(std::move(v));
     }
-    ValidationImage v;
-    v.id = std::to_string(img->id);
-    v.feature_row = *row;
-    for (const auto& c : img->captions) v.references.push_back(c.raw);
-    data.val.push_back(std::move(v));
-  }
+    return images;
+  };
+  data.val = scored_images("val", &missing);
+  std::vector<ValidationImage> test_images;  // scored at the end
+  if (command.eval_test) test_images = scored_images("test", nullptr);
+  // Everything training needs is copied out: the dataset's text is released, and with it the
+  // memory that would otherwise grow with the dataset for the whole run.
+  dataset = Dataset{};
+  release_free_memory();
   if (missing > 0 && tuned)
     std::cerr << "warning: " << missing << " train/val images are missing (no such file); they are left out\n";
   else if (missing > 0)
@@ -242,15 +255,7 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
   if (command.eval_test) {
     TrainingData test;
     test.gather = data.gather;
-    for (const ImageEntry* img : dataset.split("test")) {
-      auto row = row_of(*img);
-      if (!row) continue;
-      ValidationImage v;
-      v.id = std::to_string(img->id);
-      v.feature_row = *row;
-      for (const auto& c : img->captions) v.references.push_back(c.raw);
-      test.val.push_back(std::move(v));
-    }
+    test.val = std::move(test_images);
     if (!test.val.empty() && fs::exists(model_dir / "config.json")) {
       Bundle best = load_bundle(model_dir, tuned ? std::string() : encoder_identity, device);
       std::unique_ptr<Encoder> best_encoder;  // fine-tuning: the encoder as the best model saved it

@@ -65,6 +65,10 @@ Vocabulary Vocabulary::build(const std::vector<std::vector<std::string>>& captio
   std::map<std::string, std::int64_t> counts;
   for (const auto& tokens : captions)
     for (const auto& t : tokens) ++counts[t];
+  return from_counts(counts, options);
+}
+
+Vocabulary Vocabulary::from_counts(const std::map<std::string, std::int64_t>& counts, const VocabOptions& options) {
   std::vector<std::pair<std::string, std::int64_t>> kept;
   for (const auto& [w, c] : counts) {
     if (c >= options.min_count && w.front() != '<') kept.emplace_back(w, c);  // "<" cannot survive tokenisation anyway
@@ -79,11 +83,17 @@ Vocabulary Vocabulary::build(const std::vector<std::vector<std::string>>& captio
 }
 
 Vocabulary Vocabulary::build(const Dataset& dataset, const VocabOptions& options, const std::string& split) {
-  std::vector<std::vector<std::string>> captions;
-  for (const ImageEntry* image : dataset.split(split))
-    for (const auto& c : image->captions) captions.push_back(c.tokens);
-  if (captions.empty()) throw InputError(dataset.source + ": no captions in split '" + split + "' to build a vocabulary from");
-  return build(captions, options);
+  validate(options);
+  std::map<std::string, std::int64_t> counts;
+  std::size_t captions = 0;
+  for (const ImageEntry* image : dataset.split(split)) {
+    for (const auto& c : image->captions) {
+      for (const auto& t : c.tokens()) ++counts[t];
+      ++captions;
+    }
+  }
+  if (captions == 0) throw InputError(dataset.source + ": no captions in split '" + split + "' to build a vocabulary from");
+  return from_counts(counts, options);
 }
 
 std::int64_t Vocabulary::id(const std::string& word) const {

@@ -31,8 +31,10 @@
 namespace satcap {
 
 struct Caption {
-  std::string raw;                  // as written in the file (valid UTF-8, never empty)
-  std::vector<std::string> tokens;  // tokenize_caption(raw) (see vocab.h)
+  std::string raw;  // as written in the file (valid UTF-8, never without a word)
+  // tokenize_caption(raw) (see vocab.h), computed when asked: a dataset of 600,000 captions keeps
+  // only their text in memory.
+  std::vector<std::string> tokens() const;
 };
 
 struct ImageEntry {

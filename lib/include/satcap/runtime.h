@@ -30,6 +30,11 @@ int configure_threads(int requested);
 // MALLOC_TRIM_THRESHOLD_ or MALLOC_TOP_PAD_ is set in the environment (the user's choice wins).
 void tune_allocator();
 
+// Hands the heap's free pages back to the kernel (glibc's malloc_trim; nothing elsewhere). For a
+// point after a large structure is released for good, such as the parsed dataset once training has
+// copied out what it needs: with tune_allocator's thresholds glibc would otherwise keep them.
+void release_free_memory();
+
 // What select_blas_kernels() found and did.
 struct BlasKernels {
   std::string detected;  // OpenBLAS's kernel set chosen at load time ("" when the BLAS is not OpenBLAS)

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -85,6 +86,8 @@ class Vocabulary {
   int max_length_ = 50;
   int min_count_ = 5;
   void add(const std::string& word, std::int64_t count);
+  // The special tokens, then the words counted at least min_count times, most frequent first.
+  static Vocabulary from_counts(const std::map<std::string, std::int64_t>& counts, const VocabOptions& options);
 };
 
 }  // namespace satcap
