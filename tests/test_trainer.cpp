@@ -215,6 +215,23 @@ TEST_CASE("training options: defaults < config file < command line", "[train]") 
   CHECK_THROWS_AS(resolve_train_options(&wrong_type, cli, {}, "cfg.json"), UsageError);
 }
 
+TEST_CASE("the shipped training recipes are valid option files", "[train]") {
+  for (const char* recipe : {"tools/scenes_training.json", "datasets/coco_paper_training.json"}) {
+    INFO(recipe);
+    std::ifstream in(source_dir() / recipe);
+    REQUIRE(in);
+    const nlohmann::json config = nlohmann::json::parse(in);
+    TrainOptions o;
+    REQUIRE_NOTHROW(o = resolve_train_options(&config, TrainOptions{}, {}, recipe));
+    CHECK_NOTHROW(validate(o));
+    for (const auto& [key, value] : config.items()) CHECK(to_json(o).at(key) == value);
+  }
+  // The paper's COCO setting keeps the doubly stochastic term that the defaults leave off.
+  std::ifstream coco(source_dir() / "datasets/coco_paper_training.json");
+  CHECK(nlohmann::json::parse(coco).at("alpha_c").get<double>() == 1.0);
+  CHECK(TrainOptions{}.alpha_c == 0.0);
+}
+
 TEST_CASE("invalid training options are refused naming the option", "[train]") {
   TrainOptions o;
   o.batch_size = 0;
