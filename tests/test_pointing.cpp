@@ -282,6 +282,18 @@ TEST_CASE("pointing: COCO instances are read, bad ones refused naming the entry"
   CHECK(one.boxes[0].height == 40);
   CHECK(inst.images.at(2).boxes.empty());
   CHECK(inst.warnings.size() == 2);
+  // COCO's own order (images, annotations, categories last) reads the same: the file is streamed
+  // and annotations are resolved once the categories are known.
+  write_text_file(dir / "coco_order.json", "{\"images\": " + j["images"].dump() + ", \"annotations\": " +
+                                               j["annotations"].dump() + ", \"categories\": " + j["categories"].dump() + "}");
+  const Instances ordered = load_instances(dir / "coco_order.json");
+  CHECK(ordered.categories == inst.categories);
+  REQUIRE(ordered.warnings.size() == inst.warnings.size());
+  for (std::size_t k = 0; k < inst.warnings.size(); ++k)  // the same, but for the file's name
+    CHECK(ordered.warnings[k].substr(ordered.warnings[k].find(": ")) == inst.warnings[k].substr(inst.warnings[k].find(": ")));
+  REQUIRE(ordered.images.at(1).boxes.size() == 2);
+  CHECK(ordered.images.at(1).boxes[0].category == "dog");
+  CHECK(ordered.images.at(1).boxes[1].width == 5);
 
   auto refused = [&](nlohmann::json bad, const std::string& needle) {
     write_text_file(dir / "bad.json", bad.dump());

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "satcap/error.h"
+#include "json_stream.h"
 
 namespace satcap {
 namespace {
@@ -81,22 +82,65 @@ std::int64_t integer_field(const json& obj, const char* key, const std::string& 
 
 Instances load_instances(const std::filesystem::path& path) {
   const std::string file = path.string();
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(file + ": cannot open instances file");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    throw InputError(file + ": not valid JSON (" + e.what() + ")");
-  }
-  if (!j.is_object()) throw InputError(file + ": not COCO instances (the top level is not an object)");
-  for (const char* key : {"images", "annotations", "categories"}) {
-    if (!j.contains(key) || !j[key].is_array())
-      throw InputError(file + ": not COCO instances (no \"" + std::string(key) + "\" list)");
-  }
-
+  if (!std::ifstream(path, std::ios::binary)) throw InputError(file + ": cannot open instances file");
   Instances out;
   out.source = file;
+
+  // The images and annotations are streamed (COCO's train2014 instances file is 450 MB, a DOM of
+  // several GB); the categories are few and stay in the parsed rest. COCO lists its categories
+  // last, so each annotation is checked as it is read and resolved once they are known.
+  auto on_image = [&](std::size_t i, const json& e) {
+    const std::string where = where_entry(file, "images", i);
+    const std::int64_t id = integer_field(e, "id", where);
+    ImageObjects objects;
+    for (const char* key : {"width", "height"}) {
+      if (!e.contains(key) || e[key].is_null()) continue;
+      const std::int64_t v = integer_field(e, key, where);
+      if (v < 0 || v > std::numeric_limits<int>::max())
+        throw InputError(where + ": \"" + std::string(key) + "\" out of range (" + std::to_string(v) + ")");
+      (std::string(key) == "width" ? objects.width : objects.height) = static_cast<int>(v);
+    }
+    if (!out.images.emplace(id, std::move(objects)).second)
+      throw InputError(where + ": image id " + std::to_string(id) + " appears twice");
+  };
+  struct Pending {
+    std::size_t i;
+    std::int64_t image_id, category_id;
+    double x, y, width, height;
+    std::string invalid;  // the bbox as written when it is empty or not finite, else ""
+  };
+  std::vector<Pending> pending;
+  auto on_annotation = [&](std::size_t i, const json& a) {
+    const std::string where = where_entry(file, "annotations", i);
+    Pending p{i, integer_field(a, "image_id", where), integer_field(a, "category_id", where), 0, 0, 0, 0, {}};
+    if (!a.contains("bbox")) throw InputError(where + ": no \"bbox\"");
+    const json& b = a["bbox"];
+    if (!b.is_array() || b.size() != 4 || !std::all_of(b.begin(), b.end(), [](const json& v) { return v.is_number(); }))
+      throw InputError(where + ": \"bbox\" must be [x, y, width, height] (4 numbers; got " + b.dump() + ")");
+    p.x = b[0].get<double>();
+    p.y = b[1].get<double>();
+    p.width = b[2].get<double>();
+    p.height = b[3].get<double>();
+    if (!(std::isfinite(p.x) && std::isfinite(p.y) && std::isfinite(p.width) && std::isfinite(p.height)) ||
+        p.width <= 0 || p.height <= 0)
+      p.invalid = b.dump();
+    pending.push_back(std::move(p));
+  };
+  detail::StreamedJson streamed;
+  try {
+    streamed = detail::stream_json_arrays(path, {{"images", on_image}, {"annotations", on_annotation}});
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    if (what.find("malformed JSON") == std::string::npos) throw;
+    throw InputError(file + ": not valid JSON (" + what.substr(file.size() + 2) + ")");
+  }
+  const json& j = streamed.rest;
+  if (!j.is_object()) throw InputError(file + ": not COCO instances (the top level is not an object)");
+  if (!streamed.present[0] || !streamed.present[1] || !j.contains("categories") || !j["categories"].is_array()) {
+    const char* key = !streamed.present[0] ? "images" : !streamed.present[1] ? "annotations" : "categories";
+    throw InputError(file + ": not COCO instances (no \"" + std::string(key) + "\" list)");
+  }
+
   std::map<std::int64_t, std::string> category_name;
   const json& cats = j["categories"];
   for (std::size_t i = 0; i < cats.size(); ++i) {
@@ -111,51 +155,21 @@ Instances load_instances(const std::filesystem::path& path) {
       out.categories.push_back(name);
   }
 
-  const json& images = j["images"];
-  for (std::size_t i = 0; i < images.size(); ++i) {
-    const std::string where = where_entry(file, "images", i);
-    const std::int64_t id = integer_field(images[i], "id", where);
-    ImageObjects objects;
-    for (const char* key : {"width", "height"}) {
-      if (!images[i].contains(key) || images[i][key].is_null()) continue;
-      const std::int64_t v = integer_field(images[i], key, where);
-      if (v < 0 || v > std::numeric_limits<int>::max())
-        throw InputError(where + ": \"" + std::string(key) + "\" out of range (" + std::to_string(v) + ")");
-      (std::string(key) == "width" ? objects.width : objects.height) = static_cast<int>(v);
-    }
-    if (!out.images.emplace(id, std::move(objects)).second)
-      throw InputError(where + ": image id " + std::to_string(id) + " appears twice");
-  }
-
-  const json& anns = j["annotations"];
-  for (std::size_t i = 0; i < anns.size(); ++i) {
-    const std::string where = where_entry(file, "annotations", i);
-    const std::int64_t image_id = integer_field(anns[i], "image_id", where);
-    const std::int64_t category_id = integer_field(anns[i], "category_id", where);
-    auto cat = category_name.find(category_id);
+  for (const Pending& p : pending) {
+    const std::string where = where_entry(file, "annotations", p.i);
+    auto cat = category_name.find(p.category_id);
     if (cat == category_name.end())
-      throw InputError(where + ": category_id " + std::to_string(category_id) + " is not among the categories");
-    if (!anns[i].contains("bbox")) throw InputError(where + ": no \"bbox\"");
-    const json& b = anns[i]["bbox"];
-    if (!b.is_array() || b.size() != 4 || !std::all_of(b.begin(), b.end(), [](const json& v) { return v.is_number(); }))
-      throw InputError(where + ": \"bbox\" must be [x, y, width, height] (4 numbers; got " + b.dump() + ")");
-    ObjectBox box;
-    box.category = cat->second;
-    box.x = b[0].get<double>();
-    box.y = b[1].get<double>();
-    box.width = b[2].get<double>();
-    box.height = b[3].get<double>();
-    auto img = out.images.find(image_id);
+      throw InputError(where + ": category_id " + std::to_string(p.category_id) + " is not among the categories");
+    auto img = out.images.find(p.image_id);
     if (img == out.images.end()) {
-      out.warnings.push_back(where + ": image_id " + std::to_string(image_id) + " is not among the images; skipped");
+      out.warnings.push_back(where + ": image_id " + std::to_string(p.image_id) + " is not among the images; skipped");
       continue;
     }
-    if (!(std::isfinite(box.x) && std::isfinite(box.y) && std::isfinite(box.width) && std::isfinite(box.height)) ||
-        box.width <= 0 || box.height <= 0) {
-      out.warnings.push_back(where + ": empty or invalid box " + b.dump() + "; skipped");
+    if (!p.invalid.empty()) {
+      out.warnings.push_back(where + ": empty or invalid box " + p.invalid + "; skipped");
       continue;
     }
-    img->second.boxes.push_back(std::move(box));
+    img->second.boxes.push_back({cat->second, p.x, p.y, p.width, p.height});
   }
   return out;
 }
