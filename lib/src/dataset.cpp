@@ -88,13 +88,7 @@ void Dataset::reindex() {
 namespace {
 
 std::string read_file(const fs::path& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) throw InputError(path.string() + ": no such file");
-  if (fs::is_directory(path, ec)) throw InputError(path.string() + ": is a folder, expected a file");
-  // A FIFO or device would block or never end.
-  if (!fs::is_regular_file(path, ec)) throw InputError(path.string() + ": not a regular file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path.string() + ": cannot open");
+  std::ifstream in = detail::open_regular_file(path);
   std::ostringstream s;
   s << in.rdbuf();
   if (in.bad()) throw InputError(path.string() + ": read error");

@@ -15,14 +15,19 @@ std::string json_type_name(const json& j) {
   return (t == "array" || t == "object" ? "an " : "a ") + t;
 }
 
-StreamedJson stream_json_arrays(const fs::path& file, const std::vector<ArrayReader>& readers) {
+std::ifstream open_regular_file(const fs::path& file) {
   std::error_code ec;
   if (!fs::exists(file, ec)) throw InputError(file.string() + ": no such file");
   if (fs::is_directory(file, ec)) throw InputError(file.string() + ": is a folder, expected a file");
-  // A FIFO or device would block or never end.
   if (!fs::is_regular_file(file, ec)) throw InputError(file.string() + ": not a regular file");
   std::ifstream in(file, std::ios::binary);
   if (!in) throw InputError(file.string() + ": cannot open");
+  return in;
+}
+
+StreamedJson stream_json_arrays(const fs::path& file, const std::vector<ArrayReader>& readers) {
+  std::ifstream in = open_regular_file(file);
+  std::error_code ec;
 
   StreamedJson out;
   out.present.assign(readers.size(), false);

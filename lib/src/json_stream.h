@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
@@ -34,6 +35,10 @@ struct StreamedJson {
 // absent is reported in `present`, and a top level that is not an object comes back whole in
 // `rest`: the caller says what it expected. Exceptions from on_element propagate.
 StreamedJson stream_json_arrays(const std::filesystem::path& file, const std::vector<ArrayReader>& readers);
+
+// Opens a dataset file for reading. Throws InputError naming it when it is missing, a folder, not a
+// regular file (a FIFO or device would block or never end) or unreadable.
+std::ifstream open_regular_file(const std::filesystem::path& file);
 
 // "a string", "an array", "null".
 std::string json_type_name(const nlohmann::json& j);

@@ -82,7 +82,6 @@ std::int64_t integer_field(const json& obj, const char* key, const std::string& 
 
 Instances load_instances(const std::filesystem::path& path) {
   const std::string file = path.string();
-  if (!std::ifstream(path, std::ios::binary)) throw InputError(file + ": cannot open instances file");
   Instances out;
   out.source = file;
 
@@ -126,14 +125,9 @@ Instances load_instances(const std::filesystem::path& path) {
       p.invalid = b.dump();
     pending.push_back(std::move(p));
   };
-  detail::StreamedJson streamed;
-  try {
-    streamed = detail::stream_json_arrays(path, {{"images", on_image}, {"annotations", on_annotation}});
-  } catch (const InputError& e) {
-    const std::string what = e.what();
-    if (what.find("malformed JSON") == std::string::npos) throw;
-    throw InputError(file + ": not valid JSON (" + what.substr(file.size() + 2) + ")");
-  }
+  // A missing or malformed file is an InputError naming it (stream_json_arrays).
+  const detail::StreamedJson streamed =
+      detail::stream_json_arrays(path, {{"images", on_image}, {"annotations", on_annotation}});
   const json& j = streamed.rest;
   if (!j.is_object()) throw InputError(file + ": not COCO instances (the top level is not an object)");
   if (!streamed.present[0] || !streamed.present[1] || !j.contains("categories") || !j["categories"].is_array()) {
