@@ -106,6 +106,28 @@ TEST_CASE("mobilenet_v2 with its head matches TensorFlow.js on photographs", "[e
 }
 
 // One photograph: TensorFlow.js's pure-JS backend needs about 10 s of CPU per InceptionV3 image.
+TEST_CASE("the graph overwrites only maps no one else reads: inputs and kept outputs stay intact", "[encoder]") {
+  // Activations run in place on a map whose only reader they are (one pass instead of two). Asking
+  // for a map and the activation that reads it, or for the input's first layer, must not let that
+  // shortcut overwrite them.
+  TfjsModel model = load_tfjs_model(source_dir() / "models" / "embedded" / "mobilenet_v2");
+  KerasGraph graph(model);
+  at::NoGradGuard no_grad;
+  at::manual_seed(3);
+  const at::Tensor input = at::rand({2, 3, 96, 96});
+  const at::Tensor input_copy = input.clone();
+  auto both = graph.run(input, {"block_3_expand_BN", "block_3_expand_relu", "Conv1_pad"});
+  CHECK(at::equal(input, input_copy));
+  auto bn = graph.run(input, {"block_3_expand_BN"})[0];
+  auto relu = graph.run(input, {"block_3_expand_relu"})[0];
+  CHECK(at::equal(both[0], bn));  // not clamped by the ReLU6 that reads it
+  CHECK(at::equal(both[1], relu));
+  CHECK(at::equal(relu, at::clamp(bn, 0, 6)));
+  CHECK(bn.min().item<float>() < 0);  // the test means something: the ReLU6 changes this map
+  CHECK(at::equal(both[2].narrow(2, 0, 96).narrow(3, 0, 96), input));  // Conv1_pad pads after the image
+  CHECK(at::equal(input, input_copy));
+}
+
 TEST_CASE("inception_v3 with its head matches TensorFlow.js on a photograph", "[encoder]") {
   const std::vector<std::string> photos{"person"};
   auto diffs = parity("inception_v3", photos);

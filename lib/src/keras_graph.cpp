@@ -76,12 +76,16 @@ bool any_pad(const std::vector<std::int64_t>& p) {
   return std::any_of(p.begin(), p.end(), [](std::int64_t v) { return v != 0; });
 }
 
-at::Tensor apply_activation(const at::Tensor& x, const std::string& a, const std::string& layer) {
+// owned: x is a value no one else reads (a layer's fresh output, or an input with no other
+// reader), so the activation may overwrite it: one pass over the map instead of reading it and
+// writing a second one. Not when autograd needs it (fine-tuning): clamp's backward reads its input.
+at::Tensor apply_activation(at::Tensor x, const std::string& a, const std::string& layer, bool owned) {
+  const bool in_place = owned && !(x.requires_grad() && at::GradMode::is_enabled());
   if (a == "linear") return x;
-  if (a == "relu") return at::relu(x);
-  if (a == "relu6") return at::clamp(x, 0, 6);
-  if (a == "sigmoid") return at::sigmoid(x);
-  if (a == "tanh") return at::tanh(x);
+  if (a == "relu") return in_place ? x.relu_() : at::relu(x);
+  if (a == "relu6") return in_place ? x.clamp_(0, 6) : at::clamp(x, 0, 6);
+  if (a == "sigmoid") return in_place ? x.sigmoid_() : at::sigmoid(x);
+  if (a == "tanh") return in_place ? x.tanh_() : at::tanh(x);
   if (a == "softmax") return at::softmax(x, x.dim() == 4 ? 1 : -1);
   throw ModelError("layer '" + layer + "': unsupported activation '" + a + "'");
 }
@@ -95,7 +99,8 @@ struct KerasGraph::Impl {
   std::vector<std::int64_t> input_shape{-1, -1, -1};
   c10::Device device{c10::kCPU};
 
-  at::Tensor forward(const Layer& l, const std::vector<at::Tensor>& in) const;
+  // owned: in[0] has no other reader and may be overwritten (see apply_activation).
+  at::Tensor forward(const Layer& l, const std::vector<at::Tensor>& in, bool owned) const;
 };
 
 namespace {
@@ -223,7 +228,7 @@ KerasGraph::KerasGraph(const TfjsModel& model) : impl_(std::make_unique<Impl>())
           break;
         case Kind::activation:
           activation();
-          apply_activation(at::zeros({1, 1}), l.activation, l.name);  // rejects unknown ones now
+          apply_activation(at::zeros({1, 1}), l.activation, l.name, true);  // rejects unknown ones now
           break;
         case Kind::concatenate:
           l.axis = c.value("axis", -1);
@@ -236,7 +241,7 @@ KerasGraph::KerasGraph(const TfjsModel& model) : impl_(std::make_unique<Impl>())
           break;
         case Kind::dense: {
           activation();
-          apply_activation(at::zeros({1, 1}), l.activation, l.name);
+          apply_activation(at::zeros({1, 1}), l.activation, l.name, true);
           at::Tensor kernel = take(model, l.name, "kernel", {0, 0});  // [in, out]
           l.params["weight"] = kernel.t().contiguous();               // [out, in]
           if (c.value("use_bias", true)) {
@@ -248,7 +253,7 @@ KerasGraph::KerasGraph(const TfjsModel& model) : impl_(std::make_unique<Impl>())
         default:
           break;
       }
-      if (l.kind == Kind::conv || l.kind == Kind::depthwise_conv) apply_activation(at::zeros({1, 1}), l.activation, l.name);
+      if (l.kind == Kind::conv || l.kind == Kind::depthwise_conv) apply_activation(at::zeros({1, 1}), l.activation, l.name, true);
       impl_->index[l.name] = static_cast<int>(impl_->layers.size());
       impl_->layers.push_back(std::move(l));
     }
@@ -266,7 +271,7 @@ KerasGraph::~KerasGraph() = default;
 KerasGraph::KerasGraph(KerasGraph&&) noexcept = default;
 KerasGraph& KerasGraph::operator=(KerasGraph&&) noexcept = default;
 
-at::Tensor KerasGraph::Impl::forward(const Layer& l, const std::vector<at::Tensor>& in) const {
+at::Tensor KerasGraph::Impl::forward(const Layer& l, const std::vector<at::Tensor>& in, bool owned) const {
   auto param = [&](const char* name) -> at::Tensor {
     auto it = l.params.find(name);
     return it == l.params.end() ? at::Tensor() : it->second;
@@ -281,13 +286,17 @@ at::Tensor KerasGraph::Impl::forward(const Layer& l, const std::vector<at::Tenso
     case Kind::conv:
     case Kind::depthwise_conv: {
       at::Tensor y = x;
+      std::vector<std::int64_t> padding{0, 0};  // symmetric, inside the convolution (no padded copy)
       if (l.same) {
         auto pads = same_pads(x, l);
-        if (any_pad(pads)) y = at::constant_pad_nd(x, pads, 0);
+        if (pads[0] == pads[1] && pads[2] == pads[3]) {
+          padding = {pads[2], pads[0]};
+        } else {
+          y = at::constant_pad_nd(x, pads, 0);  // TF's odd padding puts the extra row and column last
+        }
       }
-      static const std::vector<std::int64_t> no_padding{0, 0};
-      y = at::conv2d(y, param("weight"), param("bias"), l.strides, no_padding, l.dilation, l.groups);
-      return apply_activation(y, l.activation, l.name);
+      y = at::conv2d(y, param("weight"), param("bias"), l.strides, padding, l.dilation, l.groups);
+      return apply_activation(y, l.activation, l.name, true);
     }
     case Kind::batch_norm: {
       if (l.folded_away) return x;
@@ -295,17 +304,17 @@ at::Tensor KerasGraph::Impl::forward(const Layer& l, const std::vector<at::Tenso
       return at::batch_norm(x, param("gamma"), param("beta"), param("mean"), param("var"), false, 0.0, l.epsilon, false);
     }
     case Kind::relu: {
-      at::Tensor y;
-      if (l.negative_slope == 0 && l.threshold == 0) {
-        y = at::relu(x);
-      } else {
-        y = at::where(x >= l.threshold, x, (x - l.threshold) * l.negative_slope);
+      const bool in_place = owned && !(x.requires_grad() && at::GradMode::is_enabled());
+      if (l.negative_slope == 0 && l.threshold == 0) {  // ReLU, or ReLU6 and the like: one pass
+        if (l.max_value) return in_place ? at::Tensor(x).clamp_(0, *l.max_value) : at::clamp(x, 0, *l.max_value);
+        return in_place ? at::Tensor(x).relu_() : at::relu(x);
       }
-      if (l.max_value) y = at::clamp_max(y, *l.max_value);
+      at::Tensor y = at::where(x >= l.threshold, x, (x - l.threshold) * l.negative_slope);
+      if (l.max_value) y.clamp_max_(*l.max_value);
       return y;
     }
     case Kind::activation:
-      return apply_activation(x, l.activation, l.name);
+      return apply_activation(x, l.activation, l.name, owned);
     case Kind::add: {
       at::Tensor y = in[0];
       for (std::size_t i = 1; i < in.size(); ++i) y = y + in[i];
@@ -351,7 +360,7 @@ at::Tensor KerasGraph::Impl::forward(const Layer& l, const std::vector<at::Tenso
       // Keras flattens NHWC: channels vary fastest.
       return x.dim() == 4 ? x.permute({0, 2, 3, 1}).reshape({x.size(0), -1}) : x.reshape({x.size(0), -1});
     case Kind::dense:
-      return apply_activation(at::linear(x, param("weight"), param("bias")), l.activation, l.name);
+      return apply_activation(at::linear(x, param("weight"), param("bias")), l.activation, l.name, true);
   }
   throw ModelError("layer '" + l.name + "': unsupported");
 }
@@ -390,7 +399,16 @@ std::vector<at::Tensor> KerasGraph::run(const at::Tensor& input, const std::vect
     }
     std::vector<at::Tensor> in;
     for (int j : l.inputs) in.push_back(values[j]);
-    values[i] = impl_->forward(l, in);
+    // The first input is this layer's to overwrite when this layer is its last reader and no other
+    // tensor shares its memory (not the caller's input, which pass-through layers hand on as is,
+    // not a kept output, not a view).
+    bool owned = false;
+    if (!l.inputs.empty() && readers[l.inputs.front()] == 1 &&
+        std::count(l.inputs.begin(), l.inputs.end(), l.inputs.front()) == 1) {
+      values[l.inputs.front()] = at::Tensor();
+      owned = in[0].defined() && in[0].use_count() == 1 && in[0].storage().use_count() == 1;
+    }
+    values[i] = impl_->forward(l, in, owned);
     for (int j : l.inputs) {
       if (--readers[j] == 0) values[j] = at::Tensor();
     }
