@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <cstdlib>
 #include <chrono>
 #include <cmath>
@@ -30,6 +31,7 @@
 #include <optional>
 #include <sstream>
 
+#include "satcap/adam_step.h"
 #include "satcap/build_config.h"
 #include "satcap/dataset.h"
 #include "satcap/decoder.h"
@@ -470,6 +472,8 @@ struct Batch {
 Batch make_batch(int64_t index, int64_t batch, int64_t vocab, const c10::Device& device) {
   Batch b;
   b.words = bench_caption_lengths(index, batch);
+  // Longest first, as satcap train's batches come (the Python scripts sort their own).
+  std::stable_sort(b.words.begin(), b.words.end(), std::greater<int64_t>());
   int64_t longest = *std::max_element(b.words.begin(), b.words.end());
   at::Tensor caps = at::zeros({batch, longest + 2}, at::kLong);
   at::Tensor lengths = at::empty({batch}, at::kLong);
@@ -506,7 +510,7 @@ json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan
     LossTerms loss = decoder->loss(out);
     adam.zero_grad();
     loss.total.backward();
-    adam.step();
+    adam_step(adam);  // as satcap train does
     return loss.nll.item<double>();
   };
   for (int i = 0; i < plan.train_warmup; ++i) train_step(make_batch(i, batch, shape.vocab, device));

@@ -1,0 +1,19 @@
+// One Adam update as a single pass over each parameter's memory. torch::optim::Adam::step runs
+// seven elementwise operations per parameter (two moment updates, sqrt, a division, an add, the
+// update itself), each reading and writing whole tensors: at the paper's COCO scale (21 M
+// parameters) that is about 1.3 GB of memory traffic per step, against about 0.6 GB here.
+#pragma once
+
+namespace torch::optim {
+class Adam;
+}
+
+namespace satcap {
+
+// Does what optimizer.step() does, with the optimizer's own state (the same moment tensors and
+// step counts, so its save() and load() are unchanged). CPU float32 parameters with dense
+// gradients take the fused loop; anything else (amsgrad, weight decay, other devices or dtypes)
+// is handed to optimizer.step() itself.
+void adam_step(torch::optim::Adam& optimizer);
+
+}  // namespace satcap
