@@ -55,9 +55,10 @@ TEST_CASE("adam_step does what Adam::step does, with the optimizer's own state",
   CHECK(max_diff(reference, make_params()) > 1e-3);  // the parameters did move
   // The moments and step counts are Adam's: the same tensors that save() writes.
   for (size_t i = 0; i < reference.size(); ++i) {
-    auto key = [](const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); };
-    auto& sa = static_cast<torch::optim::AdamParamState&>(*a.state().at(key(reference[i])));
-    auto& sb = static_cast<torch::optim::AdamParamState&>(*b.state().at(key(fused[i])));
+    REQUIRE(adam_state(a, reference[i]) != nullptr);
+    REQUIRE(adam_state(b, fused[i]) != nullptr);
+    auto& sa = *adam_state(a, reference[i]);
+    auto& sb = *adam_state(b, fused[i]);
     CHECK(sb.step() == 6);
     INFO("exp_avg max diff " << (sa.exp_avg() - sb.exp_avg()).abs().max().item<double>() << ", exp_avg_sq " << (sa.exp_avg_sq() - sb.exp_avg_sq()).abs().max().item<double>());
     CHECK(at::allclose(sa.exp_avg(), sb.exp_avg(), 1e-5, 1e-7));

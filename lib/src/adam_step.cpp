@@ -6,7 +6,9 @@
 
 #include <cmath>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <type_traits>
 
 namespace satcap {
 
@@ -27,7 +29,27 @@ bool fusable(const torch::optim::Adam& optimizer) {
   return true;
 }
 
+// The key Adam keeps a parameter's state under: its TensorImpl's address, printed (LibTorch 1.13's
+// c10::guts::to_string), or the address itself where a version keys the map by pointer.
+template <typename Map>
+typename Map::key_type state_key(const Map&, const at::Tensor& p) {
+  using Key = typename Map::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
+
 }  // namespace
+
+torch::optim::AdamParamState* adam_state(torch::optim::Adam& optimizer, const at::Tensor& parameter) {
+  auto& state = optimizer.state();
+  auto it = state.find(state_key(state, parameter));
+  return it == state.end() ? nullptr : static_cast<torch::optim::AdamParamState*>(it->second.get());
+}
 
 void adam_step(torch::optim::Adam& optimizer) {
   if (!fusable(optimizer)) {
@@ -41,7 +63,7 @@ void adam_step(torch::optim::Adam& optimizer) {
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
       // The state as Adam::step keys and creates it, so that either can take the next step.
-      const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+      const auto key = state_key(state, p);
       auto it = state.find(key);
       if (it == state.end()) {
         auto s = std::make_unique<torch::optim::AdamParamState>();

@@ -4,8 +4,12 @@
 // parameters) that is about 1.3 GB of memory traffic per step, against about 0.6 GB here.
 #pragma once
 
+namespace at {
+class Tensor;
+}
 namespace torch::optim {
 class Adam;
+struct AdamParamState;
 }
 
 namespace satcap {
@@ -15,5 +19,9 @@ namespace satcap {
 // gradients take the fused loop; anything else (amsgrad, weight decay, other devices or dtypes)
 // is handed to optimizer.step() itself.
 void adam_step(torch::optim::Adam& optimizer);
+
+// The optimizer's state of one parameter (its moments and step count), or nullptr before its
+// first step.
+torch::optim::AdamParamState* adam_state(torch::optim::Adam& optimizer, const at::Tensor& parameter);
 
 }  // namespace satcap
