@@ -1017,6 +1017,24 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
     report["train" + sfx] = section;
   }
 
+  // The peak again, after the training measurements: on a shared machine one measurement can catch
+  // a slow phase, and the peak is the best rate reached. The fractions of peak use the better one.
+  if (peak > 0 && run_train && plan.mode != "smoke") {
+    json again = measure_sgemm(plan, device, log);
+    report["sgemm_gflops_before_training"] = peak;
+    report["sgemm_gflops_after_training"] = again["gflops"];
+    report["sgemm_after_training"] = again;
+    peak = std::max(peak, again["gflops"].get<double>());
+    report["sgemm_gflops"] = peak;
+    std::vector<std::pair<std::string, double>> fractions;
+    const std::string prefix = "train_gflops_b";
+    for (const auto& [key, value] : report.items()) {
+      if (key.rfind(prefix, 0) == 0 && value.is_number())
+        fractions.emplace_back("train_fraction_of_peak_b" + key.substr(prefix.size()), value.get<double>() / peak);
+    }
+    for (const auto& [key, fraction] : fractions) report[key] = fraction;
+  }
+
   // 4. beam search
   if (wants(options, "beam", true)) {
     json section;
@@ -1137,6 +1155,9 @@ std::string format_bench_report(const json& r) {
       out << "  " << std::left << std::setw(42) << shape.str() << std::right << std::setw(8) << num(s["gflops"], 1)
           << "\n";
     }
+    if (r.contains("sgemm_gflops_after_training"))
+      out << "  " << std::left << std::setw(42) << "best again, after the training steps" << std::right << std::setw(8)
+          << num(get("sgemm_gflops_after_training"), 1) << "\n";
     out << "  " << std::left << std::setw(42) << "peak" << std::right << std::setw(8) << num(get("sgemm_gflops"), 1)
         << "\n\n";
   }
