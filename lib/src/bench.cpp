@@ -30,7 +30,6 @@
 #include <map>
 #include <optional>
 #include <sstream>
-#include <thread>
 
 #include "satcap/adam_step.h"
 #include "satcap/build_config.h"
@@ -42,6 +41,7 @@
 #include "satcap/prepare.h"
 #include "satcap/runtime.h"
 #include "satcap/search.h"
+#include "prepare_decode.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -498,7 +498,7 @@ Batch make_batch(int64_t index, int64_t batch, int64_t vocab, const c10::Device&
 }
 
 json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan, const c10::Device& device,
-                      double peak_gflops, const std::string& trace) {
+                      const std::string& trace) {
   at::manual_seed(1);
   Decoder decoder(decoder_options(shape));
   decoder->to(device);
@@ -554,7 +554,6 @@ json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan
           {"seconds_per_step", seconds / plan.train_steps},
           {"gflop", flops / 1e9},
           {"gflops", gflops},
-          {"fraction_of_peak", peak_gflops > 0 ? gflops / peak_gflops : 0.0},
           {"parameters", parameters},
           {"last_nll", nll},
           {"flop_terms", term_list}};
@@ -563,7 +562,7 @@ json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan
 // Two measurements of the same step as one: words, seconds and FLOPs summed, rates recomputed.
 // The bench times satcap before and after the Python runs it is compared with, so that a shared
 // machine's drift over those minutes falls on both sides of the ratio.
-json combine_training(const json& a, const json& b, double peak_gflops) {
+json combine_training(const json& a, const json& b) {
   json m = a;
   const double words = a["words"].get<double>() + b["words"].get<double>();
   const double seconds = a["seconds"].get<double>() + b["seconds"].get<double>();
@@ -578,7 +577,6 @@ json combine_training(const json& a, const json& b, double peak_gflops) {
   m["seconds_per_step"] = seconds / m["steps"].get<double>();
   m["gflop"] = gflop;
   m["gflops"] = gflop / seconds;
-  m["fraction_of_peak"] = peak_gflops > 0 ? gflop / seconds / peak_gflops : 0.0;
   m["last_nll"] = b["last_nll"];
   m["parts_words_per_s"] = {a["words_per_s"], b["words_per_s"]};  // before and after the Python runs
   return m;
@@ -751,26 +749,19 @@ json measure_prepare(const Plan& plan, const c10::Device& device, const fs::path
   const double forward_seconds = seconds_since(start);
   fs::remove_all(store);
 
-  // Reading, decoding and preprocessing alone, on as many threads as prepare's readers: the CPU
-  // work prepare does beside the forward. On a CPU device both share the same cores, so prepare
-  // cannot beat forward + decode time (the bound reported below), however they overlap.
+  // Reading, decoding and preprocessing alone, prepare's own reading stage batch by batch on as
+  // many threads as its readers: the CPU work prepare does beside the forward. On a CPU device both
+  // share the same cores, so prepare cannot beat forward + decode time (the bound reported below),
+  // however they overlap.
   const ImageLimits limits = encoder->read_limits(po.limits);
   const int64_t readers = std::max<int64_t>(1, available_cores());
+  std::vector<fs::path> paths;
+  for (const auto& image : dataset.images) paths.push_back(image.path);
   start = Clock::now();
-  {
-    std::vector<std::thread> threads;
-    for (int64_t w = 0; w < readers; ++w) {
-      threads.emplace_back([&, w] {
-        at::NoGradGuard no_grad;
-        for (int64_t i = w; i < N; i += readers) {
-          try {
-            encoder->preprocess({read_image_rgb(dataset.images[static_cast<size_t>(i)].path, limits)});
-          } catch (const std::exception&) {  // prepare counted it as failed already
-          }
-        }
-      });
-    }
-    for (auto& t : threads) t.join();
+  for (int64_t done = 0; done < N; done += B) {
+    std::vector<std::size_t> rows;
+    for (int64_t i = done; i < std::min(N, done + B); ++i) rows.push_back(static_cast<std::size_t>(i));
+    detail::decode_batch(rows, paths, limits, *encoder, static_cast<std::size_t>(readers));
   }
   const double decode_seconds = seconds_since(start);
   const double prepare_rate = static_cast<double>(summary.encoded) / prepare_seconds;
@@ -964,13 +955,12 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
       const std::string bs = std::to_string(b);
       report["train_words_per_s_b" + bs + sfx] = m["words_per_s"];
       report["train_gflops_b" + bs + sfx] = m["gflops"];
-      if (peak > 0) report["train_fraction_of_peak_b" + bs + sfx] = m["fraction_of_peak"];
       section["satcap_b" + bs] = m;
     };
     if (run_train) {
       for (int64_t b : plan.train_batches) {
         log("training step, ", hard ? "hard" : "soft", " attention, batch ", b, " ...");
-        json m = measure_training(shape, b, plan, device, peak, options.trace);
+        json m = measure_training(shape, b, plan, device, options.trace);
         log("  satcap: ", std::fixed, std::setprecision(0), m["words_per_s"].get<double>(), " words/s, ",
             std::setprecision(1), m["gflops"].get<double>(), " GFLOP/s");
         record(b, m);
@@ -998,9 +988,9 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
         }
         if (bracket && section.contains("satcap_b" + bs)) {  // satcap again, after the Python runs
           log("training step, ", hard ? "hard" : "soft", " attention, batch ", b, ", again after Python ...");
-          json again = measure_training(shape, b, plan, device, peak, "");
+          json again = measure_training(shape, b, plan, device, "");
           log("  satcap: ", std::fixed, std::setprecision(0), again["words_per_s"].get<double>(), " words/s");
-          record(b, combine_training(section["satcap_b" + bs], again, peak));
+          record(b, combine_training(section["satcap_b" + bs], again));
         }
       }
     }
@@ -1018,7 +1008,8 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
   }
 
   // The peak again, after the training measurements: on a shared machine one measurement can catch
-  // a slow phase, and the peak is the best rate reached. The fractions of peak use the better one.
+  // a slow phase, and the peak is the best rate reached. The fractions of peak, computed here once,
+  // use the better one.
   if (peak > 0 && run_train && plan.mode != "smoke") {
     json again = measure_sgemm(plan, device, log);
     report["sgemm_gflops_before_training"] = peak;
@@ -1026,13 +1017,17 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
     report["sgemm_after_training"] = again;
     peak = std::max(peak, again["gflops"].get<double>());
     report["sgemm_gflops"] = peak;
-    std::vector<std::pair<std::string, double>> fractions;
-    const std::string prefix = "train_gflops_b";
-    for (const auto& [key, value] : report.items()) {
-      if (key.rfind(prefix, 0) == 0 && value.is_number())
-        fractions.emplace_back("train_fraction_of_peak_b" + key.substr(prefix.size()), value.get<double>() / peak);
+  }
+  if (peak > 0) {
+    for (const std::string sfx : {"", "_hard"}) {
+      if (!report.contains("train" + sfx)) continue;
+      const std::string mine = "satcap_b";  // satcap's measurements, not Python's
+      for (auto& [key, m] : report["train" + sfx].items()) {
+        if (key.rfind(mine, 0) != 0) continue;
+        m["fraction_of_peak"] = m["gflops"].get<double>() / peak;
+        report["train_fraction_of_peak_b" + key.substr(mine.size()) + sfx] = m["fraction_of_peak"];
+      }
     }
-    for (const auto& [key, fraction] : fractions) report[key] = fraction;
   }
 
   // 4. beam search

@@ -79,8 +79,10 @@ bool any_pad(const std::vector<std::int64_t>& p) {
 // owned: x is a value no one else reads (a layer's fresh output, or an input with no other
 // reader), so the activation may overwrite it: one pass over the map instead of reading it and
 // writing a second one. Not when autograd needs it (fine-tuning): clamp's backward reads its input.
+bool may_overwrite(const at::Tensor& x, bool owned) { return owned && !(x.requires_grad() && at::GradMode::is_enabled()); }
+
 at::Tensor apply_activation(at::Tensor x, const std::string& a, const std::string& layer, bool owned) {
-  const bool in_place = owned && !(x.requires_grad() && at::GradMode::is_enabled());
+  const bool in_place = may_overwrite(x, owned);
   if (a == "linear") return x;
   if (a == "relu") return in_place ? x.relu_() : at::relu(x);
   if (a == "relu6") return in_place ? x.clamp_(0, 6) : at::clamp(x, 0, 6);
@@ -304,7 +306,7 @@ at::Tensor KerasGraph::Impl::forward(const Layer& l, const std::vector<at::Tenso
       return at::batch_norm(x, param("gamma"), param("beta"), param("mean"), param("var"), false, 0.0, l.epsilon, false);
     }
     case Kind::relu: {
-      const bool in_place = owned && !(x.requires_grad() && at::GradMode::is_enabled());
+      const bool in_place = may_overwrite(x, owned);
       if (l.negative_slope == 0 && l.threshold == 0) {  // ReLU, or ReLU6 and the like: one pass
         if (l.max_value) return in_place ? at::Tensor(x).clamp_(0, *l.max_value) : at::clamp(x, 0, *l.max_value);
         return in_place ? at::Tensor(x).relu_() : at::relu(x);

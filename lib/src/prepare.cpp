@@ -15,6 +15,7 @@
 #include "satcap/feature_store.h"
 #include "satcap/image.h"
 #include "satcap/runtime.h"
+#include "prepare_decode.h"
 
 namespace fs = std::filesystem;
 
@@ -26,13 +27,6 @@ void validate(const PrepareOptions& options) {
 }
 
 namespace {
-
-struct Decoded {
-  std::vector<std::size_t> rows;       // rows decoded successfully
-  at::Tensor input;                    // [rows, 3, H, W] the encoder's preprocessed input (undefined if none)
-  std::vector<std::size_t> failed_rows;
-  std::vector<std::string> failures;   // "path: reason", one per failed row
-};
 
 // One image: read, decode, and preprocess (resize, normalise) into [1, 3, H, W]. An empty tensor
 // and `failure` set when the image cannot be used.
@@ -47,11 +41,15 @@ at::Tensor load_one(const fs::path& path, const ImageLimits& limits, const Encod
   return {};
 }
 
+}  // namespace
+
+namespace detail {
+
 // The batch's images on a few worker threads (image i on worker i mod W), gathered in row order,
 // so the result does not depend on the number of workers. preprocess works on one image at a
 // time (it is elementwise per image): the same bytes as preprocessing the whole batch at once.
-Decoded decode_batch(const std::vector<std::size_t>& rows, const std::vector<fs::path>& paths,
-                     const ImageLimits& limits, const Encoder& encoder, std::size_t workers) {
+DecodedBatch decode_batch(const std::vector<std::size_t>& rows, const std::vector<fs::path>& paths,
+                          const ImageLimits& limits, const Encoder& encoder, std::size_t workers) {
   const std::size_t count = rows.size();
   std::vector<at::Tensor> inputs(count);
   std::vector<std::string> failures(count);
@@ -64,7 +62,7 @@ Decoded decode_batch(const std::vector<std::size_t>& rows, const std::vector<fs:
   for (std::size_t w = 1; w < workers; ++w) others.push_back(std::async(std::launch::async, work, w, workers));
   work(0, workers);
   for (auto& f : others) f.get();  // load_one catches everything an image can throw
-  Decoded d;
+  DecodedBatch d;
   std::vector<at::Tensor> good;
   for (std::size_t i = 0; i < count; ++i) {
     if (inputs[i].defined()) {
@@ -79,7 +77,7 @@ Decoded decode_batch(const std::vector<std::size_t>& rows, const std::vector<fs:
   return d;
 }
 
-}  // namespace
+}  // namespace detail
 
 PrepareSummary prepare_features(const Dataset& dataset, Encoder& encoder, const std::string& store_dir,
                                 const PrepareOptions& options) {
@@ -121,16 +119,16 @@ PrepareSummary prepare_features(const Dataset& dataset, Encoder& encoder, const 
   const std::size_t workers = static_cast<std::size_t>(std::max(1, available_cores()));
   const ImageLimits limits = encoder.read_limits(options.limits);  // as caption reads the images
   auto launch = [&](std::size_t b) {
-    return std::async(std::launch::async, decode_batch, std::cref(batches[b]), std::cref(paths), limits,
+    return std::async(std::launch::async, detail::decode_batch, std::cref(batches[b]), std::cref(paths), limits,
                       std::cref(encoder), workers);
   };
-  std::future<Decoded> next;
+  std::future<detail::DecodedBatch> next;
   if (!batches.empty()) next = launch(0);
   at::NoGradGuard no_grad;
   encoder.train(false);
   std::size_t done = 0;
   for (std::size_t b = 0; b < batches.size(); ++b) {
-    Decoded d = next.get();
+    detail::DecodedBatch d = next.get();
     if (options.strict && !d.failures.empty()) {
       store.commit();
       if (next.valid()) next.wait();

@@ -128,16 +128,28 @@ at::Tensor features_of(const TrainingData& data, const std::vector<int64_t>& row
   return h.index_select(0, images.index.to(device));             // [B, n, D]
 }
 
+// A caption's tokens as trained: at most max_train_length words (0: all) between <start> and <end>.
+std::vector<int64_t> trained_tokens(const TrainingCaption& c, int max_train_length) {
+  std::vector<int64_t> t = c.tokens;
+  if (max_train_length > 0 && t.size() > static_cast<std::size_t>(max_train_length) + 2) {
+    t.resize(static_cast<std::size_t>(max_train_length) + 1);
+    t.push_back(Vocabulary::end_id);
+  }
+  return t;
+}
+
+std::size_t trained_length(const TrainingCaption& c, int max_train_length) {
+  return max_train_length > 0 ? std::min(c.tokens.size(), static_cast<std::size_t>(max_train_length) + 2)
+                              : c.tokens.size();
+}
+
 // The captions order[begin..end) of an epoch as one batch: indices into data.train, longest caption
 // first (stable), the order the decoder runs its rows in, so that it need not copy the batch's
 // features into that order ([B, n, D], 103 MB at COCO scale) every step. The fine-tuning prefetch
 // reads the same list.
 std::vector<int64_t> batch_captions(const TrainingData& data, const std::vector<int64_t>& order, int64_t begin,
                                     int64_t end, int max_train_length) {
-  auto length = [&](int64_t c) {
-    const std::size_t n = data.train[static_cast<std::size_t>(c)].tokens.size();
-    return max_train_length > 0 ? std::min(n, static_cast<std::size_t>(max_train_length) + 2) : n;
-  };
+  auto length = [&](int64_t c) { return trained_length(data.train[static_cast<std::size_t>(c)], max_train_length); };
   std::vector<int64_t> captions(order.begin() + begin, order.begin() + end);
   std::stable_sort(captions.begin(), captions.end(), [&](int64_t a, int64_t b) { return length(a) > length(b); });
   return captions;
@@ -150,12 +162,7 @@ Batch make_batch(const TrainingData& data, const std::vector<int64_t>& order, in
   for (int64_t i : batch_captions(data, order, begin, end, max_train_length)) {
     const auto& c = data.train[static_cast<std::size_t>(i)];
     rows.push_back(c.feature_row);
-    std::vector<int64_t> t = c.tokens;
-    if (max_train_length > 0 && t.size() > static_cast<std::size_t>(max_train_length) + 2) {
-      t.resize(static_cast<std::size_t>(max_train_length) + 1);
-      t.push_back(Vocabulary::end_id);
-    }
-    caps.push_back(std::move(t));
+    caps.push_back(trained_tokens(c, max_train_length));
   }
   int64_t B = static_cast<int64_t>(caps.size()), T = 0;
   for (auto& c : caps) T = std::max<int64_t>(T, static_cast<int64_t>(c.size()));
