@@ -86,3 +86,23 @@ TEST_CASE("adam_step hands options it does not fuse to Adam::step", "[optim]") {
     CHECK(max_diff(reference, make_params()) > 1e-3);
   }
 }
+
+TEST_CASE("clear_grads drops the gradients: the next backward stores a fresh one, and the update skips none", "[optim]") {
+  auto params = make_params();
+  torch::optim::Adam adam(params, torch::optim::AdamOptions(4e-4));
+  auto loss = [&] { return (params[0] * params[0]).sum() + params[1].sum() + (3 * params[2]).sum(); };
+  loss().backward();
+  loss().backward();  // accumulated: twice the gradient
+  REQUIRE(at::allclose(params[0].grad(), 4 * params[0].detach()));
+  clear_grads(adam);
+  for (const auto& p : params) REQUIRE_FALSE(p.grad().defined());
+  loss().backward();  // stored, not added to the old one
+  REQUIRE(at::allclose(params[0].grad(), 2 * params[0].detach()));
+  REQUIRE(at::allclose(params[2].grad(), at::full({2, 3, 5}, 3.0f)));
+  // A parameter left without a gradient is not moved; the others are.
+  params[1].mutable_grad().reset();
+  auto before = clones(params);
+  adam_step(adam);
+  REQUIRE(at::equal(params[1].detach(), before[1].detach()));
+  REQUIRE_FALSE(at::equal(params[0].detach(), before[0].detach()));
+}

@@ -36,7 +36,7 @@ at::Tensor logits_of(Decoder& d) {
   auto lengths = at::tensor({4, 3}, at::kLong);
   at::NoGradGuard no_grad;
   d->eval();
-  return d->forward(features, captions, lengths).logits;
+  return d->forward(features, captions, lengths).padded_logits();
 }
 
 void edit_config(const fs::path& dir, const std::function<void(nlohmann::json&)>& edit) {

@@ -117,7 +117,7 @@ TEST_CASE("teacher-forced forward has the documented shapes", "[decoder]") {
     auto features = at::randn({3, 4, 5});
     auto [caps, lens] = make_captions({6, 4, 3}, 6, 7);
     auto out = dec->forward(features, caps, lens, HardDecode::sample);
-    REQUIRE(out.logits.sizes() == at::IntArrayRef({3, 5, 7}));
+    REQUIRE(out.padded_logits().sizes() == at::IntArrayRef({3, 5, 7}));
     REQUIRE(out.alphas.sizes() == at::IntArrayRef({3, 5, 4}));
     REQUIRE(out.mask.sizes() == at::IntArrayRef({3, 5}));
     REQUIRE(out.mask.sum().item<double>() == 5 + 3 + 2);
@@ -178,7 +178,7 @@ TEST_CASE("the doubly stochastic regulariser and the NLL follow their formulas o
                           0.7f, 0.1f, 0.1f, 0.1f, 0.0f, 0.0f, 0.0f, 1.0f, 0.9f, 0.05f, 0.05f, 0.0f};
   DecoderOutput out;
   out.alphas = at::tensor(a).view({B, S, n});
-  out.logits = at::zeros({B, S, V});  // uniform: every token costs log V
+  out.valid_logits = at::zeros({5, V});  // the 5 valid positions, uniform: every token costs log V
   out.targets = at::full({B, S}, 3, at::kLong);
   out.mask = at::tensor(std::vector<float>{1, 1, 1, 1, 1, 0}).view({B, S});
   auto r = dec->loss(out);
@@ -197,6 +197,8 @@ TEST_CASE("the doubly stochastic regulariser and the NLL follow their formulas o
   REQUIRE(r.total.item<double>() == Approx(std::log(7.0) + 0.7 * ds / N).epsilon(1e-6));
   REQUIRE(r.reinforce.item<double>() == 0);
   REQUIRE(r.entropy.item<double>() == 0);
+  out.valid_logits = at::zeros({4, V});  // one row short of the mask's 5 valid positions
+  REQUIRE_THROWS_AS(dec->loss(out), UsageError);
 }
 
 TEST_CASE("gradients reach every parameter", "[decoder]") {
@@ -241,7 +243,7 @@ TEST_CASE("step() reproduces teacher forcing, and reorder and select_images move
     auto features = at::randn({3, 4, 5});
     auto [caps, lens] = make_captions({5, 5, 5}, 5, 7);
     auto out = dec->forward(features, caps, lens, HardDecode::expected);
-    auto logp = at::log_softmax(out.logits, 2);
+    auto logp = at::log_softmax(out.padded_logits(), 2);
     auto st = dec->init_state(features);
     for (int64_t t = 0; t < 4; ++t) {
       auto s = dec->step(caps.select(1, t), st);
@@ -378,7 +380,7 @@ TEST_CASE("the hard-attention surrogate's gradient matches the exact gradient of
     locs[e][2] = e % 3;
   }
   auto ex = dec->forward_at(features.expand({E, n, 3}), caption.expand({E, 4}), at::full({E}, 4, at::kLong), locs);
-  auto ex_nll = -at::log_softmax(ex.logits, 2).gather(2, ex.targets.unsqueeze(2)).squeeze(2).sum(1);  // [E]
+  auto ex_nll = -at::log_softmax(ex.padded_logits(), 2).gather(2, ex.targets.unsqueeze(2)).squeeze(2).sum(1);  // [E]
   auto ex_p = ex.sample_log_probs.sum(1).exp();                                                      // [E]
   REQUIRE(ex_p.sum().item<double>() == Approx(1.0).epsilon(1e-9));
   auto expected_loss = (ex_p * ex_nll).sum() / S;
@@ -471,7 +473,7 @@ TEST_CASE("an empty batch goes through the forward, the loss and the step API", 
     auto lens = at::zeros({0}, at::kLong);
     DecoderOutput out;
     REQUIRE_NOTHROW(out = dec->forward(features, caps, lens, HardDecode::sample));
-    REQUIRE(out.logits.sizes() == at::IntArrayRef({0, 3, 7}));
+    REQUIRE(out.padded_logits().sizes() == at::IntArrayRef({0, 3, 7}));
     REQUIRE(out.alphas.sizes() == at::IntArrayRef({0, 3, 4}));
     auto terms = dec->loss(out);
     REQUIRE(terms.total.item<double>() == 0);
@@ -520,6 +522,7 @@ TEST_CASE("each caption of a mixed-length batch gets what it gets alone, gradien
       return g;
     };
     auto out = run(features, caps, lens, locs);
+    const auto logits = out.padded_logits();  // [B, S, V]
     auto terms = dec->loss(out);
     REQUIRE(terms.tokens.item<double>() == 2 + 6 + 2 + 1 + 5);
     // Every term is (sum over captions) / N: N * total is the sum of each caption's N_b * total_b.
@@ -533,9 +536,9 @@ TEST_CASE("each caption of a mixed-length batch gets what it gets alone, gradien
       auto one = run(features.slice(0, b, b + 1), caps.slice(0, b, b + 1).slice(1, 0, len), lens.slice(0, b, b + 1),
                      locs.slice(0, b, b + 1).slice(1, 0, L));
       auto one_terms = dec->loss(one);
-      REQUIRE(at::allclose(out.logits[b].slice(0, 0, L), one.logits[0], 1e-5, 1e-5));
+      REQUIRE(at::allclose(logits[b].slice(0, 0, L), one.padded_logits()[0], 1e-5, 1e-5));
       REQUIRE(at::allclose(out.alphas[b].slice(0, 0, L), one.alphas[0], 1e-5, 1e-6));
-      REQUIRE(out.logits[b].slice(0, L, S).abs().max().item<double>() == 0);  // padding: logits 0
+      REQUIRE(logits[b].slice(0, L, S).abs().max().item<double>() == 0);  // padding: logits 0
       REQUIRE(at::allclose(terms.caption_nll[b], one_terms.caption_nll[0], 1e-5, 1e-5));
       if (kind == AttentionKind::hard) {
         REQUIRE(at::allclose(out.entropies[b].slice(0, 0, L), one.entropies[0], 1e-5, 1e-6));

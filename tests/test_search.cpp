@@ -94,7 +94,7 @@ std::pair<double, at::Tensor> teacher_force(Decoder& d, const at::Tensor& featur
   auto caps = at::tensor(seq).view({1, T});
   torch::NoGradGuard ng;
   auto out = d->forward(features_1, caps, at::full({1}, T, at::kLong));
-  auto lp = at::log_softmax(out.logits, 2).gather(2, out.targets.unsqueeze(2)).squeeze(2);  // [1, T-1]
+  auto lp = at::log_softmax(out.padded_logits(), 2).gather(2, out.targets.unsqueeze(2)).squeeze(2);  // [1, T-1]
   return {lp.sum().item<double>(), out.alphas[0].slice(0, 0, static_cast<int64_t>(h.tokens.size()))};
 }
 

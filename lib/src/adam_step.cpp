@@ -105,4 +105,9 @@ void adam_step(torch::optim::Adam& optimizer) {
   }
 }
 
+void clear_grads(torch::optim::Optimizer& optimizer) {
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params()) p.mutable_grad().reset();
+}
+
 }  // namespace satcap

@@ -96,8 +96,11 @@ struct FusedScores : public torch::autograd::Function<FusedScores> {
     if (!summed) {
       dP_out = grads[1].defined() ? dP + grads[1] : dP;
     } else if (first) {
-      dP_out = dP.clone();  // hand the sum over; the buffer is emptied for another forward pass
-      dP.resize_({0});
+      // Hand the sum's storage over (no copy) and leave the shared buffer empty, with a storage of
+      // its own, for another forward pass.
+      dP_out = at::empty({0}, dP.options());
+      dP_out.set_(dP);
+      dP.set_();
     }
     auto dU = threads == 1 ? dU_parts[0] : dU_parts.sum(0);          // [R, A]
     auto dweight = (threads == 1 ? dw_parts[0] : dw_parts.sum(0)).view({1, A});  // [1, A]

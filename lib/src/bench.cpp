@@ -511,7 +511,7 @@ json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan
   auto train_step = [&](const Batch& b) {
     DecoderOutput out = decoder->forward(features, b.captions, b.lengths);
     LossTerms loss = decoder->loss(out);
-    adam.zero_grad();
+    clear_grads(adam);  // as satcap train does
     loss.total.backward();
     adam_step(adam);  // as satcap train does
     return loss.nll.item<double>();

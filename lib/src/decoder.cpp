@@ -151,6 +151,17 @@ void from_json(const nlohmann::json& j, DecoderOptions& o) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// DecoderOutput
+
+at::Tensor DecoderOutput::padded_logits() const {
+  const int64_t B = mask.size(0), S = mask.size(1);
+  auto index = valid_index.defined() ? valid_index : mask.reshape({-1}).nonzero().view({-1});  // [N]
+  return at::zeros({B * S, valid_logits.size(1)}, valid_logits.options())
+      .index_copy(0, index, valid_logits)
+      .view({B, S, valid_logits.size(1)});  // [B, S, V]
+}
+
+// ---------------------------------------------------------------------------------------------
 // DecoderState
 
 void DecoderState::expand_beams(int64_t k) {
@@ -268,7 +279,11 @@ at::Tensor DecoderImpl::located_context(const DecoderState& st, const at::Tensor
 
 at::Tensor DecoderImpl::gate(const at::Tensor& h, const at::Tensor& context) {
   if (options_.beta == BetaKind::none) return context;
-  return at::sigmoid(f_beta->forward(h)) * context;  // beta_t = sigmoid(f_beta(h_{t-1})), [R, 1] or [R, D]
+  return gated(f_beta->forward(h), context);
+}
+
+at::Tensor DecoderImpl::gated(const at::Tensor& beta_logits, const at::Tensor& context) {
+  return at::sigmoid(beta_logits) * context;  // beta_t = sigmoid(f_beta(h_{t-1})), [R, 1] or [R, D]
 }
 
 at::Tensor DecoderImpl::output_logits(const at::Tensor& emb, const at::Tensor& h, const at::Tensor& z) {
@@ -388,13 +403,21 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
   auto first_rows = [](const at::Tensor& x, int64_t rows) { return rows == x.size(0) ? x : x.narrow(0, 0, rows); };
   // The LSTM (PyTorch's LSTMCell: gates i, f, g, o = W_ih [E y_{t-1}; z_t] + b_ih + W_hh h_{t-1} + b_hh),
   // split by what is known before the loop: the embeddings' part of every step at once ([N, 4H],
-  // one product), and per step the recurrent part over [z_t; h_{t-1}], whose weight gradient is
-  // one product over all steps (satcap/step_linear.h).
+  // one product); per step the context's part W_ih,z z_t, and the hidden state's part W_hh h_{t-1}
+  // in one product with the other two maps of h_{t-1}, U_a (attention) and f_beta (the gate). Each
+  // per-step product's weight gradient is one product over all steps (satcap/step_linear.h).
   const int64_t m = options_.embed_dim, D = features.size(2);
+  const bool gated_context = options_.beta != BetaKind::none;
   auto gates_emb = at::linear(emb, lstm->weight_ih.narrow(1, 0, m), lstm->bias_ih + lstm->bias_hh);  // [N, 4H]
   auto gates_emb_steps = gates_emb.split_with_sizes(active, 0);                                      // [B_t, 4H]
-  StepLinearSequence recurrent(at::cat({lstm->weight_ih.narrow(1, m, D), lstm->weight_hh}, 1),
-                               static_cast<int64_t>(flat.size()));  // [4H, D + H]
+  std::vector<at::Tensor> hidden_maps{att_hidden->weight};  // [A, H], [beta, H], [4H, H]
+  if (gated_context) hidden_maps.push_back(f_beta->weight);
+  hidden_maps.push_back(lstm->weight_hh);
+  std::vector<int64_t> hidden_widths;
+  for (const auto& w : hidden_maps) hidden_widths.push_back(w.size(0));
+  StepLinearSequence from_hidden(at::cat(hidden_maps, 0), static_cast<int64_t>(flat.size()));  // [A + beta + 4H, H]
+  StepLinearSequence from_context(lstm->weight_ih.narrow(1, m, D).contiguous(),
+                                  static_cast<int64_t>(flat.size()));                          // [4H, D]
   // The scores of every step read the same projected features; their gradient is summed once.
   ScoreSequence scores(all.projected, att_score->weight, att_score->bias,
                        options_.attention_activation == AttentionActivation::relu);
@@ -409,7 +432,9 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
     st.features = first_rows(all.features, bt);
     st.h = first_rows(h, bt);
     st.c = first_rows(c, bt);
-    auto [alpha, log_alpha] = normalise(scores.next(att_hidden->forward(st.h)));  // [B_t, n]
+    // U_a h_{t-1} [B_t, A], f_beta's weight times h_{t-1} [B_t, beta] (if gated), W_hh h_{t-1} [B_t, 4H]
+    auto of_hidden = from_hidden.next(st.h).split_with_sizes(hidden_widths, 1);
+    auto [alpha, log_alpha] = normalise(scores.next(of_hidden.front()));  // [B_t, n]
     at::Tensor z;                              // [B_t, D]
     if (!located) {
       z = expected_context(st, alpha);
@@ -426,8 +451,8 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
       sample_lp.push_back(log_alpha.gather(1, s.unsqueeze(1)).squeeze(1));  // log alpha_t[s_t]
     }
     if (hard) entropies.push_back(-(alpha * log_alpha).sum(1));            // H(alpha_t)
-    z = gate(st.h, z);
-    auto gates = gates_emb_steps[static_cast<size_t>(t)] + recurrent.next(at::cat({z, st.h}, 1));  // [B_t, 4H]
+    if (gated_context) z = gated(of_hidden[1] + f_beta->bias, z);
+    auto gates = gates_emb_steps[static_cast<size_t>(t)] + from_context.next(z) + of_hidden.back();  // [B_t, 4H]
     std::tie(h, c) = lstm_cell(gates, st.c);
     hs.push_back(h);
     zs.push_back(z);
@@ -452,7 +477,6 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
   // The output layer runs once over the valid steps: [N, m], [N, H], [N, D] -> [N, V].
   out.valid_logits = output_logits(emb, packed(hs, options_.hidden_dim, fopts), packed(zs, features.size(2), fopts));
   out.valid_index = index;
-  out.logits = unpack(out.valid_logits, 0.0);                // [B, S, V]
   out.alphas = unpack(packed(alphas, n, fopts), 1.0 / n);   // [B, S, n]
   out.targets = caps.slice(1, 1, S + 1);       // [B, S]
   auto valid = lengths.to(dev, at::kLong).sub(1).unsqueeze(1);                       // [B, 1]
@@ -474,9 +498,10 @@ LossTerms DecoderImpl::loss(const DecoderOutput& out) {
   // by hand) the logits at the mask's valid positions.
   const int64_t B = mask.size(0), S = mask.size(1);
   auto index = out.valid_index.defined() ? out.valid_index : mask.reshape({-1}).nonzero().view({-1});  // [N]
-  auto logits = out.valid_logits.defined()
-                    ? out.valid_logits
-                    : out.logits.reshape({B * S, out.logits.size(2)}).index_select(0, index);     // [N, V]
+  const auto& logits = out.valid_logits;                                             // [N, V]
+  if (!logits.defined() || logits.dim() != 2 || logits.size(0) != index.size(0))
+    throw UsageError("decoder loss: valid_logits have shape " + (logits.defined() ? shape_of(logits) : "undefined") +
+                     ", expected [" + std::to_string(index.size(0)) + ", V] for the mask's valid positions");
   auto log_p = at::log_softmax(logits, 1);                                           // [N, V]
   auto nll = -log_p.gather(1, out.targets.reshape({-1}).index_select(0, index).unsqueeze(1)).squeeze(1);  // [N]
   auto token_nll = at::zeros({B * S}, nll.options()).index_copy(0, index, nll).view({B, S});            // [B, S]
@@ -492,7 +517,7 @@ LossTerms DecoderImpl::loss(const DecoderOutput& out) {
   auto has_steps = (mask.sum(1) > 0).to(mask.scalar_type());                         // [B]
   r.ds_reg = o.doubly_stochastic_lambda * ((1 - coverage).pow(2).sum(1) * has_steps).sum() / N;
 
-  auto zero = at::zeros({}, out.logits.options());
+  auto zero = at::zeros({}, logits.options());
   r.reinforce = zero;
   r.entropy = zero;
   r.baseline = baseline_.detach().clone();

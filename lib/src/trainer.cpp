@@ -527,8 +527,8 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
              (std::isnan(total) ? "NaN" : "infinite") +
              ", training stopped (lower --lr, or check the features for non-finite values)");
       }
-      optimizer.zero_grad();
-      if (encoder_optimizer) encoder_optimizer->zero_grad();
+      clear_grads(optimizer);  // no zero-filled gradients to add into (satcap/adam_step.h)
+      if (encoder_optimizer) clear_grads(*encoder_optimizer);
       terms.total.backward();
       if (options.grad_clip > 0) {  // the decoder's and the encoder's gradients are clipped separately
         double norm = torch::nn::utils::clip_grad_norm_(params, options.grad_clip);

@@ -8,6 +8,7 @@ namespace at {
 class Tensor;
 }
 namespace torch::optim {
+class Optimizer;
 class Adam;
 struct AdamParamState;
 }
@@ -23,5 +24,12 @@ void adam_step(torch::optim::Adam& optimizer);
 // The optimizer's state of one parameter (its moments and step count), or nullptr before its
 // first step.
 torch::optim::AdamParamState* adam_state(torch::optim::Adam& optimizer, const at::Tensor& parameter);
+
+// Drops the gradients of every parameter of the optimizer: zero_grad(set_to_none = true) of
+// LibTorch 2.x (1.13's zero_grad() fills them with zeros). The next backward then stores each
+// gradient as it is computed instead of adding it to a zero-filled one: at the paper's scale that
+// is 84 MB less filled and 84 MB less re-read per step. A parameter that gets no gradient is then
+// skipped by the update, as in PyTorch 2.x.
+void clear_grads(torch::optim::Optimizer& optimizer);
 
 }  // namespace satcap

@@ -126,7 +126,11 @@ struct StepOutput {
 // (caption b's first length_b - 1); past a caption's end (mask 0) the [B, S, ...] fields hold
 // harmless constants: logits 0 (uniform), alpha 1/n, s_t 0, log alpha_t[s_t] = -log n, H = log n.
 struct DecoderOutput {
-  at::Tensor logits;            // [B, S, V]  unnormalised scores of y_1..y_S
+  // The unnormalised scores of y_1..y_S of the N valid positions only, what loss() reads, and
+  // where each sits: b * S + t. (An output made by hand may leave valid_index undefined: loss()
+  // then takes valid_logits to be the mask's valid positions in row-major order.)
+  at::Tensor valid_logits;      // [N, V]
+  at::Tensor valid_index;       // [N] int64
   at::Tensor alphas;            // [B, S, n]  alpha_t
   at::Tensor targets;           // [B, S] int64  captions[:, 1:]
   at::Tensor mask;              // [B, S] (features' dtype) 1 on valid steps (t < length - 1)
@@ -135,10 +139,10 @@ struct DecoderOutput {
   at::Tensor sample_log_probs;  // [B, S]  log alpha_t[s_t] (differentiable)
   at::Tensor entropies;         // [B, S]  H(alpha_t) = -sum_i alpha_ti log alpha_ti (hard attention)
   bool sampled = false;         // true when z_t = a_{s_t} (REINFORCE applies)
-  // The logits of the N valid positions only, what loss() reads (undefined in an output made by
-  // hand: loss() then takes logits at the mask's valid positions). logits is these, scattered.
-  at::Tensor valid_logits;      // [N, V]
-  at::Tensor valid_index;       // [N] int64  b * S + t of each valid position
+
+  // [B, S, V]: valid_logits in the padded layout, 0 past each caption's end. Built on each call;
+  // training never builds it (a [B, S, V] fill and scatter per step, 56 MB at the paper's scale).
+  at::Tensor padded_logits() const;
 };
 
 // The training loss and its parts, all scalars (0-dim tensors) for logging except caption_nll.
@@ -213,6 +217,7 @@ struct DecoderImpl : torch::nn::Module {
   at::Tensor expected_context(const DecoderState& state, const at::Tensor& alpha) const;
   at::Tensor located_context(const DecoderState& state, const at::Tensor& locations) const;
   at::Tensor gate(const at::Tensor& h, const at::Tensor& context);  // beta_t * context
+  static at::Tensor gated(const at::Tensor& beta_logits, const at::Tensor& context);  // the same, given f_beta(h)
   // Output layer over any leading shape: emb [..., m], h [..., H], z [..., D] -> logits [..., V].
   at::Tensor output_logits(const at::Tensor& emb, const at::Tensor& h, const at::Tensor& z);
   void check_features(const at::Tensor& features, const char* where) const;
