@@ -13,8 +13,10 @@
 #include <vector>
 
 #include "satcap/attention_scores.h"
+#include "satcap/dropout.h"
 #include "satcap/error.h"
 #include "satcap/step_linear.h"
+#include "satcap/token_nll.h"
 
 namespace satcap {
 
@@ -213,7 +215,6 @@ DecoderImpl::DecoderImpl(const DecoderOptions& options) : options_(options) {
   } else {
     out_vocab = register_module("out_vocab", torch::nn::Linear(o.hidden_dim, o.vocab_size));
   }
-  drop = register_module("drop", torch::nn::Dropout(o.dropout));
   baseline_ = register_buffer("reinforce_baseline", at::zeros({}, at::kFloat));
   {
     torch::NoGradGuard no_grad;
@@ -287,11 +288,12 @@ at::Tensor DecoderImpl::gated(const at::Tensor& beta_logits, const at::Tensor& c
 }
 
 at::Tensor DecoderImpl::output_logits(const at::Tensor& emb, const at::Tensor& h, const at::Tensor& z) {
-  if (!options_.deep_output) return out_vocab->forward(drop->forward(h));
+  auto drop = [&](const at::Tensor& x) { return satcap::dropout(x, options_.dropout, is_training()); };  // satcap/dropout.h
+  if (!options_.deep_output) return out_vocab->forward(drop(h));
   // Deep output (eq. 7): L_o(E y_{t-1} + L_h h_t + L_z z_t), dropout on h_t and on the sum as the
   // original code (which also puts a tanh on the sum; the paper's equation has none).
-  auto sum = emb + out_hidden->forward(drop->forward(h)) + out_context->forward(z);
-  return out_vocab->forward(drop->forward(sum));
+  auto sum = emb + out_hidden->forward(drop(h)) + out_context->forward(z);
+  return out_vocab->forward(drop(sum));
 }
 
 std::pair<at::Tensor, at::Tensor> DecoderImpl::lstm_cell(const at::Tensor& gates, const at::Tensor& c) {
@@ -502,8 +504,7 @@ LossTerms DecoderImpl::loss(const DecoderOutput& out) {
   if (!logits.defined() || logits.dim() != 2 || logits.size(0) != index.size(0))
     throw UsageError("decoder loss: valid_logits have shape " + (logits.defined() ? shape_of(logits) : "undefined") +
                      ", expected [" + std::to_string(index.size(0)) + ", V] for the mask's valid positions");
-  auto log_p = at::log_softmax(logits, 1);                                           // [N, V]
-  auto nll = -log_p.gather(1, out.targets.reshape({-1}).index_select(0, index).unsqueeze(1)).squeeze(1);  // [N]
+  auto nll = token_nll(logits, out.targets.reshape({-1}).index_select(0, index));    // [N] (satcap/token_nll.h)
   auto token_nll = at::zeros({B * S}, nll.options()).index_copy(0, index, nll).view({B, S});            // [B, S]
   auto N = mask.sum().clamp_min(1);                                                  // tokens in the batch
   auto caption_nll = token_nll.sum(1);                                               // [B]  NLL_n

@@ -11,7 +11,6 @@
 #pragma once
 
 #include <torch/nn/module.h>
-#include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/rnn.h>
@@ -203,7 +202,6 @@ struct DecoderImpl : torch::nn::Module {
   torch::nn::Linear out_hidden{nullptr};      // "out_hidden"   L_h: H -> m (deep output only)
   torch::nn::Linear out_context{nullptr};     // "out_context"  L_z: D -> m (deep output only)
   torch::nn::Linear out_vocab{nullptr};       // "out_vocab"    L_o: m -> V (deep), H -> V (otherwise)
-  torch::nn::Dropout drop{nullptr};
 
  private:
   // Attention over the state's features for its current h: alpha [R, n] and the unnormalised
