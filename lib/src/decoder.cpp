@@ -410,7 +410,10 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
   // per-step product's weight gradient is one product over all steps (satcap/step_linear.h).
   const int64_t m = options_.embed_dim, D = features.size(2);
   const bool gated_context = options_.beta != BetaKind::none;
-  auto gates_emb = at::linear(emb, lstm->weight_ih.narrow(1, 0, m), lstm->bias_ih + lstm->bias_hh);  // [N, 4H]
+  // Split, not narrowed: the backward joins the two parts' gradients into one [4H, m + D] (two
+  // narrows would each fill a zero [4H, m + D] and the two be added).
+  auto input_maps = lstm->weight_ih.split_with_sizes({m, D}, 1);  // [4H, m], [4H, D]
+  auto gates_emb = at::linear(emb, input_maps[0], lstm->bias_ih + lstm->bias_hh);  // [N, 4H]
   auto gates_emb_steps = gates_emb.split_with_sizes(active, 0);                                      // [B_t, 4H]
   std::vector<at::Tensor> hidden_maps{att_hidden->weight};  // [A, H], [beta, H], [4H, H]
   if (gated_context) hidden_maps.push_back(f_beta->weight);
@@ -418,7 +421,7 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
   std::vector<int64_t> hidden_widths;
   for (const auto& w : hidden_maps) hidden_widths.push_back(w.size(0));
   StepLinearSequence from_hidden(at::cat(hidden_maps, 0), static_cast<int64_t>(flat.size()));  // [A + beta + 4H, H]
-  StepLinearSequence from_context(lstm->weight_ih.narrow(1, m, D).contiguous(),
+  StepLinearSequence from_context(input_maps[1].contiguous(),
                                   static_cast<int64_t>(flat.size()));                          // [4H, D]
   // The scores of every step read the same projected features; their gradient is summed once.
   ScoreSequence scores(all.projected, att_score->weight, att_score->bias,

@@ -19,13 +19,15 @@ namespace {
 // computes dW over every step's rows (and adds any gradient that reached the passed-on weight).
 struct DeferredLinear : public torch::autograd::Function<DeferredLinear> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
-                               const at::Tensor& inputs, const at::Tensor& grads, int64_t offset, bool first) {
+                               const at::Tensor& inputs, const at::Tensor& grads, const at::Tensor& used,
+                               int64_t offset, bool first) {
     const int64_t rows = x.size(0);
     inputs.narrow(0, offset, rows).copy_(x);
     ctx->set_materialize_grads(false);  // no zero-filled [out, in] for the passed-on weight
     ctx->save_for_backward({weight});
     ctx->saved_data["inputs"] = inputs;
     ctx->saved_data["grads"] = grads;
+    ctx->saved_data["used"] = used;
     ctx->saved_data["offset"] = offset;
     ctx->saved_data["rows"] = rows;
     ctx->saved_data["first"] = first;
@@ -42,19 +44,22 @@ struct DeferredLinear : public torch::autograd::Function<DeferredLinear> {
     at::Tensor dx = at::mm(slot, weight);  // [R_t, in]
     at::Tensor dw = g[1];                  // a later use of the passed-on weight (none in a plain sequence)
     if (ctx->saved_data["first"].toBool()) {
-      auto all = at::mm(grads.t(), inputs);  // [out, in]: every step's rows in one product
+      // [out, in]: every step's rows in one product (the rows the steps wrote; the buffers are not
+      // zero-filled, so rows announced but never used are left out).
+      const int64_t rows_used = ctx->saved_data["used"].toTensor().data_ptr<int64_t>()[0];
+      auto all = at::mm(grads.narrow(0, 0, rows_used).t(), inputs.narrow(0, 0, rows_used));
       dw = dw.defined() ? dw + all : all;
     }
-    return {dx, dw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {dx, dw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 }  // namespace
 
 StepLinearSequence::StepLinearSequence(at::Tensor weight, int64_t total_rows) : weight_(std::move(weight)) {
-  // Zeros: rows of steps that never run add nothing to dW.
-  inputs_ = at::zeros({total_rows, weight_.size(1)}, weight_.options().requires_grad(false));
-  grads_ = at::zeros({total_rows, weight_.size(0)}, weight_.options().requires_grad(false));
+  inputs_ = at::empty({total_rows, weight_.size(1)}, weight_.options().requires_grad(false));
+  grads_ = at::empty({total_rows, weight_.size(0)}, weight_.options().requires_grad(false));
+  used_ = at::zeros({1}, at::TensorOptions().dtype(at::kLong));  // on the CPU, read by the backward
 }
 
 at::Tensor StepLinearSequence::next(const at::Tensor& x) {
@@ -63,8 +68,9 @@ at::Tensor StepLinearSequence::next(const at::Tensor& x) {
                      c10::str(weight_.sizes()));
   if (offset_ + x.size(0) > inputs_.size(0))
     throw UsageError("step linear: more rows than the " + std::to_string(inputs_.size(0)) + " announced");
-  auto out = DeferredLinear::apply(x, weight_, inputs_, grads_, offset_, first_);
+  auto out = DeferredLinear::apply(x, weight_, inputs_, grads_, used_, offset_, first_);
   offset_ += x.size(0);
+  used_.data_ptr<int64_t>()[0] = offset_;
   first_ = false;
   weight_ = out[1];
   return out[0];

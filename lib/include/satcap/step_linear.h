@@ -11,7 +11,7 @@ namespace satcap {
 
 class StepLinearSequence {
  public:
-  // weight [out, in]; total_rows: the sum of the row counts of all the steps to come.
+  // weight [out, in]; total_rows: at least the sum of the row counts of all the steps to come.
   StepLinearSequence(at::Tensor weight, int64_t total_rows);
   // x [R_t, in] -> [R_t, out]. Throws UsageError past total_rows.
   at::Tensor next(const at::Tensor& x);
@@ -20,6 +20,7 @@ class StepLinearSequence {
   at::Tensor weight_;  // the weight as the next step takes it (each step passes it on)
   at::Tensor inputs_;  // [total_rows, in]   the steps' x, written in forward
   at::Tensor grads_;   // [total_rows, out]  the steps' dy, written in backward
+  at::Tensor used_;    // [1] int64 (CPU)    rows written so far: what the weight gradient sums over
   int64_t offset_ = 0;
   bool first_ = true;
 };
