@@ -45,3 +45,25 @@ TEST_CASE("a step-linear sequence has the gradients of one product per step, row
   REQUIRE_THROWS_AS(small.next(at::randn({5, 3})), UsageError);
   REQUIRE_THROWS_AS(small.next(at::randn({2, 4})), UsageError);
 }
+
+TEST_CASE("the small-row kernel matches at::mm at every row count and with ragged widths", "[decoder]") {
+  at::manual_seed(10);
+  for (auto [K, N] : {std::pair<int64_t, int64_t>{2048, 2048}, {37, 5}, {512, 2561}, {16, 1}}) {
+    for (int64_t M : {1, 3, 4, 7, 32, 33, 64}) {
+      INFO("M " << M << ", K " << K << ", N " << N);
+      auto weight = at::randn({N, K}).requires_grad_();
+      auto reference = weight.detach().clone().requires_grad_();
+      auto x = at::randn({M, K}).requires_grad_();
+      auto xr = x.detach().clone().requires_grad_();
+      StepLinearSequence seq(weight, M);
+      auto y = seq.next(x);
+      auto yr = at::mm(xr, reference.t());
+      CHECK(at::allclose(y, yr, 1e-4, 1e-4));
+      auto g = at::randn({M, N});
+      (y * g).sum().backward();
+      (yr * g).sum().backward();
+      CHECK(at::allclose(x.grad(), xr.grad(), 1e-4, 1e-4));
+      CHECK(at::allclose(weight.grad(), reference.grad(), 1e-4, 1e-4));
+    }
+  }
+}

@@ -1,6 +1,8 @@
-// Chooses the hand-written kernels for this CPU (attention_scores_kernels.h, token_nll_kernels.h):
+// Chooses the hand-written kernels for this CPU (attention_scores_kernels.h, token_nll_kernels.h,
+// small_gemm_kernels.h):
 // the widest instruction set it has of avx512, avx2 and generic, once for all of them.
 #include "attention_scores_kernels.h"
+#include "small_gemm_kernels.h"
 #include "token_nll_kernels.h"
 
 namespace satcap::kernels {
@@ -47,6 +49,17 @@ const TokenNllKernels& token_nll_kernels() {
     if (best_isa() == Isa::avx2) return token_nll_kernels_avx2();
 #endif
     return token_nll_kernels_generic();
+  }();
+  return chosen;
+}
+
+const SmallGemmKernels& small_gemm_kernels() {
+  static const SmallGemmKernels chosen = [] {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (best_isa() == Isa::avx512) return small_gemm_kernels_avx512();
+    if (best_isa() == Isa::avx2) return small_gemm_kernels_avx2();
+#endif
+    return small_gemm_kernels_generic();
   }();
   return chosen;
 }
