@@ -499,8 +499,8 @@ LossTerms DecoderImpl::loss(const DecoderOutput& out) {
   const auto& o = options_;
   LossTerms r;
   const auto& mask = out.mask;                                                       // [B, S]
-  // The NLL over the valid positions only: the packed logits of the forward, or (for an output made
-  // by hand) the logits at the mask's valid positions.
+  // The NLL over the valid positions only, from the packed logits: the forward's, with their
+  // positions, or those of an output made by hand, in the mask's row-major order.
   const int64_t B = mask.size(0), S = mask.size(1);
   auto index = out.valid_index.defined() ? out.valid_index : mask.reshape({-1}).nonzero().view({-1});  // [N]
   const auto& logits = out.valid_logits;                                             // [N, V]
@@ -508,9 +508,9 @@ LossTerms DecoderImpl::loss(const DecoderOutput& out) {
     throw UsageError("decoder loss: valid_logits have shape " + (logits.defined() ? shape_of(logits) : "undefined") +
                      ", expected [" + std::to_string(index.size(0)) + ", V] for the mask's valid positions");
   auto nll = token_nll(logits, out.targets.reshape({-1}).index_select(0, index));    // [N] (satcap/token_nll.h)
-  auto token_nll = at::zeros({B * S}, nll.options()).index_copy(0, index, nll).view({B, S});            // [B, S]
+  auto position_nll = at::zeros({B * S}, nll.options()).index_copy(0, index, nll).view({B, S});         // [B, S]
   auto N = mask.sum().clamp_min(1);                                                  // tokens in the batch
-  auto caption_nll = token_nll.sum(1);                                               // [B]  NLL_n
+  auto caption_nll = position_nll.sum(1);                                            // [B]  NLL_n
   r.tokens = N.detach();
   r.caption_nll = caption_nll.detach();
   r.nll = caption_nll.sum() / N;

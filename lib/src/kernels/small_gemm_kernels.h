@@ -3,9 +3,9 @@
 //
 //   y[m, n] = sum_k x[m, k] * w[n, k]      x [M, K], w [N, K], y [M, N], all row-major
 //
-// OpenBLAS packs the whole weight for every call, which at M <= 32 costs more than the product:
-// 2.6-2.9 ms for [5..16, 2048] x [2048, 2048] on this project's 2-core machine against 0.8-1.4 ms
-// here. This reads each weight row once per call, straight from memory, and keeps x (at most a
+// at::mm (OpenBLAS) takes about as long for 5 rows as for 16, 2.3-2.9 ms for [5..16, 2048] x
+// [2048, 2048] on this project's 2-core machine (the cost of reading and packing the whole weight
+// every call), against 0.8-1.4 ms here. This reads each weight row once per call, straight from memory, and keeps x (at most a
 // few hundred KB) in cache; register blocks of 4 rows of x by NB rows of w. Built once per
 // instruction set (small_gemm_*.cpp, flags in CMakeLists.txt) and chosen at run time (dispatch.cpp).
 #pragma once
