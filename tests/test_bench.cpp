@@ -153,3 +153,18 @@ TEST_CASE("satcap bench --save writes the JSON report beside the table, --trace 
   REQUIRE(list.size() > 10);  // the timed steps' operators
   REQUIRE(run_satcap({"bench", "--smoke", "--only", "sgemm", "--save", (dir / "no/such/dir/r.json").string()}).exit_code == 5);
 }
+
+TEST_CASE("the report never prints a missed target as equal to it", "[bench]") {
+  nlohmann::json r = {{"mode", "quick"},
+                      {"machine", {{"cpu", "test"}, {"cores", 2}, {"threads", 2}, {"device", "cpu"}}},
+                      {"seconds", 1.0}};
+  r["targets"] = nlohmann::json::array(
+      {{{"label", "missed by a little"}, {"value", 0.4958}, {"target", 0.5}, {"unit", ""}, {"met", false}},
+       {{"label", "met"}, {"value", 0.6234}, {"target", 0.5}, {"unit", ""}, {"met", true}},
+       {{"label", "missed by a lot"}, {"value", 0.4123}, {"target", 0.5}, {"unit", ""}, {"met", false}}});
+  const std::string text = format_bench_report(r);
+  INFO(text);
+  CHECK(text.find("0.496 >= 0.50  NOT met") != std::string::npos);
+  CHECK(text.find("0.62 >= 0.50  met") != std::string::npos);
+  CHECK(text.find("0.41 >= 0.50  NOT met") != std::string::npos);
+}

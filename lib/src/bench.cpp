@@ -1231,8 +1231,11 @@ std::string format_bench_report(const json& r) {
   out << "targets (reported, not enforced)\n";
   for (const auto& t : r["targets"]) {
     std::string met = t["met"].is_boolean() ? (t["met"].get<bool>() ? "met" : "NOT met") : "not measured";
+    // Two decimals, or three where two would print a missed target as equal to it (0.496 as 0.50).
+    const bool missed = t["met"].is_boolean() && !t["met"].get<bool>();
+    const int digits = missed && num(t["value"], 2) == num(t["target"], 2) ? 3 : 2;
     out << "  " << std::left << std::setw(72) << t["label"].get<std::string>() << std::right << std::setw(8)
-        << num(t["value"], 2) << (t.value("at_least", true) ? " >= " : " <= ") << std::setw(4) << num(t["target"], 2) << t["unit"].get<std::string>() << "  "
+        << num(t["value"], digits) << (t.value("at_least", true) ? " >= " : " <= ") << std::setw(4) << num(t["target"], 2) << t["unit"].get<std::string>() << "  "
         << met << "\n";
   }
   out << "\ntotal " << num(get("seconds"), 0) << " s\n";
