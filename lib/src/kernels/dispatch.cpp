@@ -1,6 +1,6 @@
 // Chooses the hand-written kernels for this CPU (attention_scores_kernels.h, token_nll_kernels.h,
-// small_gemm_kernels.h):
-// the widest instruction set it has of avx512, avx2 and generic, once for all of them.
+// small_gemm_kernels.h): the widest instruction set it has of avx512, avx2 and generic, once for
+// all of them.
 #include "attention_scores_kernels.h"
 #include "small_gemm_kernels.h"
 #include "token_nll_kernels.h"
@@ -29,38 +29,33 @@ Isa best_isa() {
   return chosen;
 }
 
+// The table of the widest instruction set this CPU has; the avx2 and avx512 builds exist on x86-64 only.
+template <typename Table>
+Table widest(Table (*avx512)(), Table (*avx2)(), Table (*generic)()) {
+  if (best_isa() == Isa::avx512) return avx512();
+  if (best_isa() == Isa::avx2) return avx2();
+  return generic();
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+#define SATCAP_WIDEST(family) widest(family##_avx512, family##_avx2, family##_generic)
+#else
+#define SATCAP_WIDEST(family) family##_generic()
+#endif
+
 }  // namespace
 
 const ScoreKernels& score_kernels() {
-  static const ScoreKernels chosen = [] {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (best_isa() == Isa::avx512) return score_kernels_avx512();
-    if (best_isa() == Isa::avx2) return score_kernels_avx2();
-#endif
-    return score_kernels_generic();
-  }();
+  static const ScoreKernels chosen = SATCAP_WIDEST(score_kernels);
   return chosen;
 }
 
 const TokenNllKernels& token_nll_kernels() {
-  static const TokenNllKernels chosen = [] {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (best_isa() == Isa::avx512) return token_nll_kernels_avx512();
-    if (best_isa() == Isa::avx2) return token_nll_kernels_avx2();
-#endif
-    return token_nll_kernels_generic();
-  }();
+  static const TokenNllKernels chosen = SATCAP_WIDEST(token_nll_kernels);
   return chosen;
 }
 
 const SmallGemmKernels& small_gemm_kernels() {
-  static const SmallGemmKernels chosen = [] {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (best_isa() == Isa::avx512) return small_gemm_kernels_avx512();
-    if (best_isa() == Isa::avx2) return small_gemm_kernels_avx2();
-#endif
-    return small_gemm_kernels_generic();
-  }();
+  static const SmallGemmKernels chosen = SATCAP_WIDEST(small_gemm_kernels);
   return chosen;
 }
 
