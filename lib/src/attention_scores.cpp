@@ -5,8 +5,8 @@
 #include <torch/autograd.h>
 
 #include <algorithm>
-#include <initializer_list>
 
+#include "cpu_kernels.h"
 #include "kernels/attention_scores_kernels.h"
 
 namespace satcap {
@@ -16,8 +16,8 @@ using torch::autograd::variable_list;
 
 namespace {
 
-// Work items per parallel chunk: about 64k multiply-adds each.
-int64_t grain_for(int64_t work_per_item) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, work_per_item)); }
+using detail::cpu_float;
+using detail::grain_for;
 
 kernels::ScoreArgs args_of(const at::Tensor& P, const at::Tensor& U, const at::Tensor& w, const at::Tensor& c,
                            int64_t beam, bool relu) {
@@ -140,13 +140,6 @@ struct FusedContext : public torch::autograd::Function<FusedContext> {
     return {at::Tensor(), dalpha, at::Tensor()};
   }
 };
-
-// The fused kernels take CPU float32 tensors (the shapes are checked by the callers).
-bool cpu_float(std::initializer_list<const at::Tensor*> tensors) {
-  for (const at::Tensor* t : tensors)
-    if (!t->device().is_cpu() || t->scalar_type() != at::kFloat) return false;
-  return true;
-}
 
 void check_shapes(const at::Tensor& projected, const at::Tensor& hidden, const at::Tensor& weight, int64_t beam) {
   TORCH_CHECK(projected.dim() == 3 && hidden.dim() == 2 && hidden.size(1) == projected.size(2) &&

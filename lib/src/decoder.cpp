@@ -29,6 +29,16 @@ std::string name_of(const std::map<std::string, E>& names, E v) {
   return "?";
 }
 
+// Packed rows x [N, ...] at positions index (b * S + t) scattered into [B, S, ...], `fill` elsewhere.
+at::Tensor padded(const at::Tensor& x, const at::Tensor& index, int64_t B, int64_t S, double fill) {
+  std::vector<int64_t> shape{B * S};
+  for (int64_t d = 1; d < x.dim(); ++d) shape.push_back(x.size(d));
+  auto full = at::full(shape, fill, x.options()).index_copy(0, index, x);
+  shape[0] = S;
+  shape.insert(shape.begin(), B);
+  return full.view(shape);
+}
+
 std::string shape_of(const at::Tensor& t) {
   std::ostringstream s;
   s << t.sizes();
@@ -158,9 +168,7 @@ void from_json(const nlohmann::json& j, DecoderOptions& o) {
 at::Tensor DecoderOutput::padded_logits() const {
   const int64_t B = mask.size(0), S = mask.size(1);
   auto index = valid_index.defined() ? valid_index : mask.reshape({-1}).nonzero().view({-1});  // [N]
-  return at::zeros({B * S, valid_logits.size(1)}, valid_logits.options())
-      .index_copy(0, index, valid_logits)
-      .view({B, S, valid_logits.size(1)});  // [B, S, V]
+  return padded(valid_logits, index, B, S, 0.0);  // [B, S, V]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -469,14 +477,7 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
     return at::cat(xs, 0);
   };
   // Into [B, S, ...] in the caller's row order; positions past a caption's end hold `fill`.
-  auto unpack = [&](const at::Tensor& x, double fill) {
-    std::vector<int64_t> shape{B * S};
-    for (int64_t d = 1; d < x.dim(); ++d) shape.push_back(x.size(d));
-    auto full = at::full(shape, fill, x.options()).index_copy(0, index, x);
-    shape[0] = S;
-    shape.insert(shape.begin(), B);
-    return full.view(shape);
-  };
+  auto unpack = [&](const at::Tensor& x, double fill) { return padded(x, index, B, S, fill); };
   const auto fopts = features.options();
   DecoderOutput out;
   // The output layer runs once over the valid steps: [N, m], [N, H], [N, D] -> [N, V].

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <mutex>
 
+#include "cpu_kernels.h"
+
 namespace satcap {
 
 using torch::autograd::AutogradContext;
@@ -68,7 +70,7 @@ struct HashedDropout : public torch::autograd::Function<HashedDropout> {
 at::Tensor dropout(const at::Tensor& x, double p, bool training) {
   TORCH_CHECK(p >= 0 && p < 1, "dropout: p must be in [0, 1), got ", p);
   if (!training || p == 0) return x;
-  if (!x.device().is_cpu() || x.scalar_type() != at::kFloat) return at::dropout(x, p, true);
+  if (!detail::cpu_float({&x})) return at::dropout(x, p, true);
   return HashedDropout::apply(x, p);
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <string>
 
+#include "cpu_kernels.h"
 #include "kernels/small_gemm_kernels.h"
 #include "satcap/error.h"
 
@@ -23,8 +24,7 @@ namespace {
 constexpr int64_t kSmallRows = 32;
 
 bool small_rows(const at::Tensor& x, const at::Tensor& w) {
-  return x.size(0) <= kSmallRows && x.device().is_cpu() && w.device().is_cpu() && x.scalar_type() == at::kFloat &&
-         w.scalar_type() == at::kFloat;
+  return x.size(0) <= kSmallRows && detail::cpu_float({&x, &w});
 }
 
 // x [M, K] and w [N, K] (CPU float) -> x w^T [M, N] by the small-row kernel (kernels/small_gemm_kernels.h).

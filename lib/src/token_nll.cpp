@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "cpu_kernels.h"
 #include "kernels/token_nll_kernels.h"
 #include "satcap/error.h"
 
@@ -16,8 +17,7 @@ using torch::autograd::variable_list;
 
 namespace {
 
-// Rows per parallel chunk: about 64k elements each.
-int64_t grain_for(int64_t width) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, width)); }
+using detail::grain_for;  // rows per parallel chunk, from the row width
 
 struct FusedTokenNll : public torch::autograd::Function<FusedTokenNll> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& logits, const at::Tensor& targets) {
@@ -59,7 +59,7 @@ at::Tensor token_nll(const at::Tensor& logits, const at::Tensor& targets) {
     throw UsageError("token_nll: logits " + c10::str(logits.sizes()) + " and targets " + c10::str(targets.sizes()) +
                      " do not fit [N, V] and [N]");
   auto t = targets.to(at::kLong);
-  if (!logits.device().is_cpu() || logits.scalar_type() != at::kFloat)  // gather checks the ids itself
+  if (!detail::cpu_float({&logits}))  // gather checks the ids itself
     return -at::log_softmax(logits, 1).gather(1, t.unsqueeze(1)).squeeze(1);
   if (t.numel() > 0) {
     const int64_t lo = t.min().item<int64_t>(), hi = t.max().item<int64_t>();

@@ -128,19 +128,18 @@ at::Tensor features_of(const TrainingData& data, const std::vector<int64_t>& row
   return h.index_select(0, images.index.to(device));             // [B, n, D]
 }
 
-// A caption's tokens as trained: at most max_train_length words (0: all) between <start> and <end>.
-std::vector<int64_t> trained_tokens(const TrainingCaption& c, int max_train_length) {
-  std::vector<int64_t> t = c.tokens;
-  if (max_train_length > 0 && t.size() > static_cast<std::size_t>(max_train_length) + 2) {
-    t.resize(static_cast<std::size_t>(max_train_length) + 1);
-    t.push_back(Vocabulary::end_id);
-  }
-  return t;
-}
-
+// A caption's length as trained: at most max_train_length words (0: all) between <start> and <end>.
 std::size_t trained_length(const TrainingCaption& c, int max_train_length) {
   return max_train_length > 0 ? std::min(c.tokens.size(), static_cast<std::size_t>(max_train_length) + 2)
                               : c.tokens.size();
+}
+
+// Its tokens: the first trained_length of them, the last one <end> where the caption was cut.
+std::vector<int64_t> trained_tokens(const TrainingCaption& c, int max_train_length) {
+  const std::size_t n = trained_length(c, max_train_length);
+  std::vector<int64_t> t(c.tokens.begin(), c.tokens.begin() + static_cast<std::ptrdiff_t>(n));
+  if (n < c.tokens.size()) t.back() = Vocabulary::end_id;
+  return t;
 }
 
 // The captions order[begin..end) of an epoch as one batch: indices into data.train, longest caption

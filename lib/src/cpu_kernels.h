@@ -1,0 +1,25 @@
+// What the operations backed by the hand-written CPU kernels (lib/src/kernels) share: which
+// tensors they take, and how finely they split work across at::parallel_for's threads.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+
+namespace satcap::detail {
+
+// The kernels take CPU float32 tensors; anything else goes to the ATen expression they replace.
+inline bool cpu_float(std::initializer_list<const at::Tensor*> tensors) {
+  for (const at::Tensor* t : tensors)
+    if (!t->device().is_cpu() || t->scalar_type() != at::kFloat) return false;
+  return true;
+}
+
+// Work items per parallel chunk: about 64k multiply-adds (or elements) each.
+inline int64_t grain_for(int64_t work_per_item) {
+  return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, work_per_item));
+}
+
+}  // namespace satcap::detail
