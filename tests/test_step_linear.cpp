@@ -3,8 +3,10 @@
 
 #include <ATen/ATen.h>
 
+#include <array>
 #include <vector>
 
+#include "../lib/src/kernels/small_gemm_kernels.h"
 #include "satcap/error.h"
 #include "satcap/step_linear.h"
 
@@ -46,10 +48,10 @@ TEST_CASE("a step-linear sequence has the gradients of one product per step, row
   REQUIRE_THROWS_AS(small.next(at::randn({2, 4})), UsageError);
 }
 
-TEST_CASE("the small-row kernel matches at::mm at every row count and with ragged widths", "[decoder]") {
+TEST_CASE("the per-step products match at::mm at every row count and with ragged widths", "[decoder]") {
   at::manual_seed(10);
   for (auto [K, N] : {std::pair<int64_t, int64_t>{2048, 2048}, {37, 5}, {512, 2561}, {16, 1}}) {
-    for (int64_t M : {1, 3, 4, 7, 32, 33, 64}) {
+    for (int64_t M : {1, 3, 4, 7, 9, 32, 33, 63, 64, 65}) {  // 65: at::mm
       INFO("M " << M << ", K " << K << ", N " << N);
       auto weight = at::randn({N, K}).requires_grad_();
       auto reference = weight.detach().clone().requires_grad_();
@@ -64,6 +66,40 @@ TEST_CASE("the small-row kernel matches at::mm at every row count and with ragge
       (yr * g).sum().backward();
       CHECK(at::allclose(x.grad(), xr.grad(), 1e-4, 1e-4));
       CHECK(at::allclose(weight.grad(), reference.grad(), 1e-4, 1e-4));
+    }
+  }
+}
+
+// The packed-panel kernel of every instruction set this CPU runs, not only the one dispatch picks.
+TEST_CASE("the packed-panel kernel of each instruction set matches at::mm, both packings", "[decoder]") {
+  using namespace satcap::kernels;
+  std::vector<SmallGemmKernels> tables{small_gemm_kernels_generic()};
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) tables.push_back(small_gemm_kernels_avx2());
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl"))
+    tables.push_back(small_gemm_kernels_avx512());
+#endif
+  at::manual_seed(11);
+  for (const auto& k : tables) {
+    for (auto [M, K, N] : {std::array<int64_t, 3>{1, 1, 1}, {5, 37, 70}, {8, 64, 32}, {17, 300, 33}, {64, 129, 96}}) {
+      INFO(k.isa << ": M " << M << ", K " << K << ", N " << N);
+      auto x = at::randn({M, K}), w = at::randn({N, K});  // y = x w^T, and y = x w^T as x (w^T) plain
+      const int64_t tiles = (M + k.rows_per_tile - 1) / k.rows_per_tile;
+      auto xp = at::full({tiles * k.rows_per_tile * K}, 7.f);  // not zero: packing must write every slot
+      k.pack_rows(x.data_ptr<float>(), xp.data_ptr<float>(), M, K, 0, tiles);
+      auto wt = w.t().contiguous();  // [K, N]
+      for (bool transposed : {true, false}) {
+        auto bp = at::full({panels_of(N) * K * kPanel}, 7.f);
+        if (transposed) k.pack_transposed(w.data_ptr<float>(), bp.data_ptr<float>(), K, N, 0, panels_of(N));
+        else k.pack_plain(wt.data_ptr<float>(), bp.data_ptr<float>(), K, N, 0, panels_of(N));
+        auto y = at::full({M, N}, 7.f);
+        // Two calls over halves of the panels, as two threads would split them.
+        const int64_t half = panels_of(N) / 2;
+        k.gemm(xp.data_ptr<float>(), bp.data_ptr<float>(), y.data_ptr<float>(), M, K, N, 0, half);
+        k.gemm(xp.data_ptr<float>(), bp.data_ptr<float>(), y.data_ptr<float>(), M, K, N, half, panels_of(N));
+        CHECK(at::allclose(y, at::mm(x, wt), 1e-4, 1e-4));
+      }
     }
   }
 }

@@ -18,27 +18,44 @@ using torch::autograd::variable_list;
 
 namespace {
 
-// Row counts up to which the per-step products take the small-row kernel instead of at::mm
-// (measured on [M, 2048] x [2048, 2048] and [M, 512] x [512, 4608], 2 threads: faster up to 32
-// rows, slower at 64).
-constexpr int64_t kSmallRows = 32;
+// Row counts up to which the per-step products take the packed-panel kernel instead of at::mm
+// (kernels/small_gemm_kernels.h: faster up to about 56 rows, the same at 64, on [M, 2048] x
+// [2048, 2048] and [M, 512] x [512, 4608] with 2 threads).
+constexpr int64_t kPanelRows = 64;
 
-bool small_rows(const at::Tensor& x, const at::Tensor& w) {
-  return x.size(0) <= kSmallRows && detail::cpu_float({&x, &w});
+bool panel_rows(const at::Tensor& x, const at::Tensor& w) {
+  return x.size(0) <= kPanelRows && detail::cpu_float({&x, &w});
 }
 
-// x [M, K] and w [N, K] (CPU float) -> x w^T [M, N] by the small-row kernel (kernels/small_gemm_kernels.h).
-at::Tensor small_times_transposed(const at::Tensor& x, const at::Tensor& w) {
-  auto xc = x.contiguous(), wc = w.contiguous();
-  const int64_t M = xc.size(0), K = xc.size(1), N = wc.size(0);
-  auto y = at::empty({M, N}, xc.options());
+// Fills `packed` (empty until the first step that needs it; the same tensor for all the steps)
+// with the panels of B = w^T (transposed) or B = w, for products x B.
+void pack_once(at::Tensor packed, const at::Tensor& w, bool transposed) {
+  if (packed.numel() != 0) return;
+  const auto wc = w.contiguous();
+  const int64_t K = transposed ? wc.size(1) : wc.size(0), N = transposed ? wc.size(0) : wc.size(1);
+  packed.resize_({kernels::panels_of(N) * K * kernels::kPanel});
   const auto& k = kernels::small_gemm_kernels();
-  const float *xp = xc.data_ptr<float>(), *wp = wc.data_ptr<float>();
+  const auto pack = transposed ? k.pack_transposed : k.pack_plain;
+  const float* wp = wc.data_ptr<float>();
+  float* out = packed.data_ptr<float>();
+  at::parallel_for(0, kernels::panels_of(N), 1, [&](int64_t b, int64_t e) { pack(wp, out, K, N, b, e); });
+}
+
+// x [M, K] times the packed B [K, N] (pack_once) -> [M, N].
+at::Tensor panel_product(const at::Tensor& x, const at::Tensor& packed, int64_t N) {
+  const auto xc = x.contiguous();
+  const int64_t M = xc.size(0), K = xc.size(1);
+  const auto& k = kernels::small_gemm_kernels();
+  const int64_t tiles = (M + k.rows_per_tile - 1) / k.rows_per_tile;
+  auto x_packed = at::empty({tiles * k.rows_per_tile * K}, xc.options());  // [tiles][K][rows_per_tile]
+  auto y = at::empty({M, N}, xc.options());
+  const float* xp = xc.data_ptr<float>();
+  float* xpp = x_packed.data_ptr<float>();
+  at::parallel_for(0, tiles, 1, [&](int64_t b, int64_t e) { k.pack_rows(xp, xpp, M, K, b, e); });
+  const float* bp = packed.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  constexpr int64_t kColumns = 16;  // columns per work item
-  at::parallel_for(0, (N + kColumns - 1) / kColumns, 1, [&](int64_t b, int64_t e) {
-    k.nt(xp, wp, yp, M, K, N, b * kColumns, std::min(N, e * kColumns));
-  });
+  at::parallel_for(0, kernels::panels_of(N), 1,
+                   [&](int64_t b, int64_t e) { k.gemm(xpp, bp, yp, M, K, N, b, e); });
   return y;
 }
 
@@ -48,7 +65,8 @@ at::Tensor small_times_transposed(const at::Tensor& x, const at::Tensor& w) {
 struct DeferredLinear : public torch::autograd::Function<DeferredLinear> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
                                const at::Tensor& inputs, const at::Tensor& grads, const at::Tensor& used,
-                               const at::Tensor& transposed, int64_t offset, bool first) {
+                               const at::Tensor& packed_forward, const at::Tensor& packed_backward, int64_t offset,
+                               bool first) {
     const int64_t rows = x.size(0);
     inputs.narrow(0, offset, rows).copy_(x);
     ctx->set_materialize_grads(false);  // no zero-filled [out, in] for the passed-on weight
@@ -59,8 +77,14 @@ struct DeferredLinear : public torch::autograd::Function<DeferredLinear> {
     ctx->saved_data["offset"] = offset;
     ctx->saved_data["rows"] = rows;
     ctx->saved_data["first"] = first;
-    ctx->saved_data["transposed"] = transposed;
-    at::Tensor y = small_rows(x, weight) ? small_times_transposed(x, weight) : at::mm(x, weight.t());  // [R_t, out]
+    ctx->saved_data["packed_backward"] = packed_backward;
+    at::Tensor y;  // [R_t, out]
+    if (panel_rows(x, weight)) {
+      pack_once(packed_forward, weight, /*transposed=*/true);  // B = W^T [in, out]
+      y = panel_product(x, packed_forward, weight.size(0));
+    } else {
+      y = at::mm(x, weight.t());
+    }
     return {y, weight};
   }
 
@@ -72,11 +96,10 @@ struct DeferredLinear : public torch::autograd::Function<DeferredLinear> {
     if (g[0].defined()) slot.copy_(g[0]);
     else slot.zero_();
     at::Tensor dx;  // [R_t, in]
-    if (small_rows(slot, weight)) {
-      // dx = dy W = dy (W^T)^T: the small-row kernel on W^T, transposed once for the sequence.
-      at::Tensor transposed = ctx->saved_data["transposed"].toTensor();  // [in, out]
-      if (transposed.numel() == 0) transposed.resize_({weight.size(1), weight.size(0)}).copy_(weight.t());
-      dx = small_times_transposed(slot, transposed);
+    if (panel_rows(slot, weight)) {
+      at::Tensor packed = ctx->saved_data["packed_backward"].toTensor();
+      pack_once(packed, weight, /*transposed=*/false);  // B = W [out, in]
+      dx = panel_product(slot, packed, weight.size(1));
     } else {
       dx = at::mm(slot, weight);
     }
@@ -88,7 +111,7 @@ struct DeferredLinear : public torch::autograd::Function<DeferredLinear> {
       auto all = at::mm(grads.narrow(0, 0, rows_used).t(), inputs.narrow(0, 0, rows_used));
       dw = dw.defined() ? dw + all : all;
     }
-    return {dx, dw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {dx, dw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -98,7 +121,8 @@ StepLinearSequence::StepLinearSequence(at::Tensor weight, int64_t total_rows) : 
   inputs_ = at::empty({total_rows, weight_.size(1)}, weight_.options().requires_grad(false));
   grads_ = at::empty({total_rows, weight_.size(0)}, weight_.options().requires_grad(false));
   used_ = at::zeros({1}, at::TensorOptions().dtype(at::kLong));  // on the CPU, read by the backward
-  transposed_ = at::empty({0}, weight_.options().requires_grad(false));
+  packed_forward_ = at::empty({0}, weight_.options().requires_grad(false));
+  packed_backward_ = at::empty({0}, weight_.options().requires_grad(false));
 }
 
 at::Tensor StepLinearSequence::next(const at::Tensor& x) {
@@ -107,7 +131,7 @@ at::Tensor StepLinearSequence::next(const at::Tensor& x) {
                      c10::str(weight_.sizes()));
   if (offset_ + x.size(0) > inputs_.size(0))
     throw UsageError("step linear: more rows than the " + std::to_string(inputs_.size(0)) + " announced");
-  auto out = DeferredLinear::apply(x, weight_, inputs_, grads_, used_, transposed_, offset_, first_);
+  auto out = DeferredLinear::apply(x, weight_, inputs_, grads_, used_, packed_forward_, packed_backward_, offset_, first_);
   offset_ += x.size(0);
   used_.data_ptr<int64_t>()[0] = offset_;
   first_ = false;

@@ -2,8 +2,9 @@
 // matrix product over all the steps' rows in the backward (dW = [dy_0; dy_1; ...]^T [x_0; x_1; ...])
 // instead of one [out, in] product per step with an inner dimension of only R_t rows, a zero fill
 // and an addition into the gradient per step. (For the LSTM's recurrent weights at the paper's
-// sizes that is 21 MB written three times per step.) Steps of at most 32 rows on the CPU take a
-// small-row kernel (lib/src/kernels/small_gemm_kernels.h) forward and backward. Device-generic.
+// sizes that is 21 MB written three times per step.) Steps of at most 64 rows on the CPU take a
+// packed-panel kernel (lib/src/kernels/small_gemm_kernels.h) forward and backward, with the weight
+// packed once per sequence for each direction. Device-generic.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -22,7 +23,8 @@ class StepLinearSequence {
   at::Tensor inputs_;  // [total_rows, in]   the steps' x, written in forward
   at::Tensor grads_;   // [total_rows, out]  the steps' dy, written in backward
   at::Tensor used_;    // [1] int64 (CPU)    rows written so far: what the weight gradient sums over
-  at::Tensor transposed_;  // [in, out] W^T for the small-row backward, made by the first backward that needs it
+  at::Tensor packed_forward_;   // W^T in panels for the forward, made by the first step that needs it
+  at::Tensor packed_backward_;  // W in panels for the backward's dx, made by the first backward that needs it
   int64_t offset_ = 0;
   bool first_ = true;
 };

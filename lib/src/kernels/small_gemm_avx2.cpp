@@ -1,7 +1,7 @@
-// The small-row matrix product for the avx2 instruction set (flags: CMakeLists.txt).
+// The packed-panel matrix product for a few dozen rows, avx2 instruction set (flags: CMakeLists.txt).
 #define SATCAP_KERNEL_NS avx2
 #define SATCAP_VEC 8
-#define SATCAP_NB 2
+#define SATCAP_MR 2
 #include "small_gemm_impl.h"
 
 namespace satcap::kernels {

@@ -1,7 +1,7 @@
-// The small-row matrix product for the avx512 instruction set (flags: CMakeLists.txt).
+// The packed-panel matrix product for a few dozen rows, avx512 instruction set (flags: CMakeLists.txt).
 #define SATCAP_KERNEL_NS avx512
 #define SATCAP_VEC 16
-#define SATCAP_NB 4
+#define SATCAP_MR 8
 #include "small_gemm_impl.h"
 
 namespace satcap::kernels {

@@ -1,7 +1,7 @@
-// The small-row matrix product for the generic instruction set (flags: CMakeLists.txt).
+// The packed-panel matrix product for a few dozen rows, generic instruction set (flags: CMakeLists.txt).
 #define SATCAP_KERNEL_NS generic
 #define SATCAP_VEC 4
-#define SATCAP_NB 2
+#define SATCAP_MR 1
 #include "small_gemm_impl.h"
 
 namespace satcap::kernels {

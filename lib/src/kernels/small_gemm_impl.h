@@ -1,7 +1,9 @@
 // The loops behind small_gemm_kernels.h, included once per instruction set by
 // small_gemm_{generic,avx2,avx512}.cpp. Define SATCAP_KERNEL_NS, SATCAP_VEC (floats per vector
-// register: 16, 8 or 4) and SATCAP_NB (rows of w per register block) first. GCC's vector
-// extensions give the vector type; the instruction set's flags decide how it is lowered.
+// register: 16, 8 or 4) and SATCAP_MR (rows per register block; with kPanel / SATCAP_VEC vectors
+// per row, the accumulators and one row of B must fit the instruction set's registers) first.
+// GCC's vector extensions give the vector type; the instruction set's flags decide how it is lowered.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -11,6 +13,9 @@ namespace satcap::kernels::SATCAP_KERNEL_NS {
 namespace {
 
 constexpr int kVec = SATCAP_VEC;
+constexpr int kMR = SATCAP_MR;
+constexpr int kNV = static_cast<int>(kPanel) / kVec;  // vectors per panel row
+static_assert(kPanel % kVec == 0, "a panel is whole vectors");
 typedef float vec __attribute__((vector_size(kVec * sizeof(float))));
 
 inline vec load(const float* p) {
@@ -19,52 +24,99 @@ inline vec load(const float* p) {
   return v;
 }
 
-inline float sum_of(vec v) {
-  float s = 0;
-  for (int i = 0; i < kVec; ++i) s += v[i];
-  return s;
-}
+inline void store(float* p, const vec& v) { std::memcpy(p, &v, sizeof v); }
 
-// y[m .. m + MB, n .. n + NB] over the whole of K.
-template <int MB, int NB>
-inline void block(const float* x, const float* w, float* y, int64_t K, int64_t N, int64_t m, int64_t n) {
-  vec acc[MB][NB];
-  for (int i = 0; i < MB; ++i)
-    for (int j = 0; j < NB; ++j) acc[i][j] = vec{};
-  const int64_t K_vec = K - K % kVec;
-  for (int64_t k = 0; k < K_vec; k += kVec) {
-    vec wv[NB];
-    for (int j = 0; j < NB; ++j) wv[j] = load(w + (n + j) * K + k);
-    for (int i = 0; i < MB; ++i) {
-      const vec xv = load(x + (m + i) * K + k);
-      for (int j = 0; j < NB; ++j) acc[i][j] += xv * wv[j];
+void pack_transposed(const float* w, float* packed, int64_t K, int64_t N, int64_t p_begin, int64_t p_end) {
+  for (int64_t p = p_begin; p < p_end; ++p) {
+    float* out = packed + p * K * kPanel;
+    for (int64_t j = 0; j < kPanel; ++j) {
+      const int64_t n = p * kPanel + j;
+      if (n < N) {
+        const float* row = w + n * K;  // read along w's rows, write down the panel's column
+        for (int64_t k = 0; k < K; ++k) out[k * kPanel + j] = row[k];
+      } else {
+        for (int64_t k = 0; k < K; ++k) out[k * kPanel + j] = 0.f;
+      }
     }
   }
-  for (int i = 0; i < MB; ++i)
-    for (int j = 0; j < NB; ++j) {
-      float s = sum_of(acc[i][j]);
-      for (int64_t k = K_vec; k < K; ++k) s += x[(m + i) * K + k] * w[(n + j) * K + k];
-      y[(m + i) * N + n + j] = s;
+}
+
+void pack_plain(const float* w, float* packed, int64_t K, int64_t N, int64_t p_begin, int64_t p_end) {
+  for (int64_t p = p_begin; p < p_end; ++p) {
+    float* out = packed + p * K * kPanel;
+    const int64_t n0 = p * kPanel, width = std::min<int64_t>(kPanel, N - n0);
+    for (int64_t k = 0; k < K; ++k) {
+      std::memcpy(out + k * kPanel, w + k * N + n0, static_cast<size_t>(width) * sizeof(float));
+      for (int64_t j = width; j < kPanel; ++j) out[k * kPanel + j] = 0.f;
     }
+  }
 }
 
-template <int NB>
-inline void columns(const float* x, const float* w, float* y, int64_t M, int64_t K, int64_t N, int64_t n) {
-  constexpr int MB = 4;
-  int64_t m = 0;
-  for (; m + MB <= M; m += MB) block<MB, NB>(x, w, y, K, N, m, n);
-  for (; m < M; ++m) block<1, NB>(x, w, y, K, N, m, n);
+void pack_rows(const float* x, float* packed, int64_t M, int64_t K, int64_t t_begin, int64_t t_end) {
+  for (int64_t t = t_begin; t < t_end; ++t) {
+    float* out = packed + t * K * kMR;
+    for (int i = 0; i < kMR; ++i) {
+      const int64_t m = t * kMR + i;
+      if (m < M) {
+        const float* row = x + m * K;
+        for (int64_t k = 0; k < K; ++k) out[k * kMR + i] = row[k];
+      } else {
+        for (int64_t k = 0; k < K; ++k) out[k * kMR + i] = 0.f;
+      }
+    }
+  }
 }
 
-void nt(const float* x, const float* w, float* y, int64_t M, int64_t K, int64_t N, int64_t n_begin, int64_t n_end) {
-  constexpr int NB = SATCAP_NB;
-  int64_t n = n_begin;
-  for (; n + NB <= n_end; n += NB) columns<NB>(x, w, y, M, K, N, n);  // each block of w rows read once
-  for (; n < n_end; ++n) columns<1>(x, w, y, M, K, N, n);
+// Inner-dimension block: each block's sum starts from zero in the registers and is then added
+// to y, which keeps the rounding error of K = 2048 near at::mm's (one running sum per output
+// over all of K had 7x at::mm's largest error against a double product).
+constexpr int64_t kBlockK = 256;
+
+// y[rows of tile, columns of panel] (+)= tile [Kb][kMR] x panel [Kb][kPanel]; rows <= kMR and
+// columns <= kPanel are the ones that exist in y; add: y holds the earlier blocks' sum.
+inline void tile_times_panel(const float* a, const float* b, float* y, int64_t K, int64_t N, int64_t rows,
+                             int64_t columns, bool add) {
+  vec acc[kMR][kNV];
+  for (int i = 0; i < kMR; ++i)
+    for (int j = 0; j < kNV; ++j) acc[i][j] = vec{};
+  for (int64_t k = 0; k < K; ++k) {
+    vec bk[kNV];
+    for (int j = 0; j < kNV; ++j) bk[j] = load(b + k * kPanel + j * kVec);
+    const float* ak = a + k * kMR;
+    for (int i = 0; i < kMR; ++i)
+      for (int j = 0; j < kNV; ++j) acc[i][j] += ak[i] * bk[j];
+  }
+  for (int64_t i = 0; i < rows; ++i) {
+    float* out = y + i * N;
+    if (columns == kPanel) {
+      for (int j = 0; j < kNV; ++j) store(out + j * kVec, add ? acc[i][j] + load(out + j * kVec) : acc[i][j]);
+    } else {
+      float full[kPanel];
+      for (int j = 0; j < kNV; ++j) store(full + j * kVec, acc[i][j]);
+      for (int64_t c = 0; c < columns; ++c) out[c] = add ? out[c] + full[c] : full[c];
+    }
+  }
+}
+
+void gemm(const float* x_packed, const float* b_packed, float* y, int64_t M, int64_t K, int64_t N, int64_t p_begin,
+          int64_t p_end) {
+  const int64_t tiles = (M + kMR - 1) / kMR;
+  for (int64_t p = p_begin; p < p_end; ++p) {  // a panel from memory once, then from cache per tile
+    const float* b = b_packed + p * K * kPanel;
+    const int64_t n0 = p * kPanel, columns = std::min<int64_t>(kPanel, N - n0);
+    for (int64_t k0 = 0; k0 == 0 || k0 < K; k0 += kBlockK) {  // K = 0 still writes y (zeros)
+      const int64_t kb = std::min(kBlockK, K - k0);
+      for (int64_t t = 0; t < tiles; ++t)
+        tile_times_panel(x_packed + (t * K + k0) * kMR, b + k0 * kPanel, y + t * kMR * N + n0, kb, N,
+                         std::min<int64_t>(kMR, M - t * kMR), columns, k0 > 0);
+    }
+  }
 }
 
 }  // namespace
 
-SmallGemmKernels gemm_kernels(const char* isa) { return {nt, isa}; }
+SmallGemmKernels gemm_kernels(const char* isa) {
+  return {kMR, pack_transposed, pack_plain, pack_rows, gemm, isa};
+}
 
 }  // namespace satcap::kernels::SATCAP_KERNEL_NS
