@@ -26,19 +26,30 @@ inline vec load(const float* p) {
 
 inline void store(float* p, const vec& v) { std::memcpy(p, &v, sizeof v); }
 
-void pack_transposed(const float* w, float* packed, int64_t K, int64_t N, int64_t p_begin, int64_t p_end) {
-  for (int64_t p = p_begin; p < p_end; ++p) {
-    float* out = packed + p * K * kPanel;
-    for (int64_t j = 0; j < kPanel; ++j) {
-      const int64_t n = p * kPanel + j;
-      if (n < N) {
-        const float* row = w + n * K;  // read along w's rows, write down the panel's column
-        for (int64_t k = 0; k < K; ++k) out[k * kPanel + j] = row[k];
-      } else {
-        for (int64_t k = 0; k < K; ++k) out[k * kPanel + j] = 0.f;
+// Groups of Width rows of src [R, K] as [K][Width] each, zero past R: groups [g_begin, g_end).
+// The panels of B = w^T (Width = kPanel) and the tiles of x (Width = kMR) are both this.
+template <int64_t Width>
+void interleave_rows(const float* src, float* packed, int64_t R, int64_t K, int64_t g_begin, int64_t g_end) {
+  constexpr int64_t kSpan = 64;  // columns of src per pass: the group's [kSpan][Width] stays in L1
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    float* out = packed + g * K * Width;
+    for (int64_t k0 = 0; k0 < K; k0 += kSpan) {
+      const int64_t k1 = std::min(K, k0 + kSpan);
+      for (int64_t j = 0; j < Width; ++j) {
+        const int64_t row = g * Width + j;
+        if (row < R) {
+          const float* in = src + row * K;  // read along the row, write down the group's column
+          for (int64_t k = k0; k < k1; ++k) out[k * Width + j] = in[k];
+        } else {
+          for (int64_t k = k0; k < k1; ++k) out[k * Width + j] = 0.f;
+        }
       }
     }
   }
+}
+
+void pack_transposed(const float* w, float* packed, int64_t K, int64_t N, int64_t p_begin, int64_t p_end) {
+  interleave_rows<kPanel>(w, packed, N, K, p_begin, p_end);
 }
 
 void pack_plain(const float* w, float* packed, int64_t K, int64_t N, int64_t p_begin, int64_t p_end) {
@@ -53,18 +64,7 @@ void pack_plain(const float* w, float* packed, int64_t K, int64_t N, int64_t p_b
 }
 
 void pack_rows(const float* x, float* packed, int64_t M, int64_t K, int64_t t_begin, int64_t t_end) {
-  for (int64_t t = t_begin; t < t_end; ++t) {
-    float* out = packed + t * K * kMR;
-    for (int i = 0; i < kMR; ++i) {
-      const int64_t m = t * kMR + i;
-      if (m < M) {
-        const float* row = x + m * K;
-        for (int64_t k = 0; k < K; ++k) out[k * kMR + i] = row[k];
-      } else {
-        for (int64_t k = 0; k < K; ++k) out[k * kMR + i] = 0.f;
-      }
-    }
-  }
+  interleave_rows<kMR>(x, packed, M, K, t_begin, t_end);
 }
 
 // Inner-dimension block: each block's sum starts from zero in the registers and is then added
