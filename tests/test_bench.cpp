@@ -154,6 +154,32 @@ TEST_CASE("satcap bench --save writes the JSON report beside the table, --trace 
   REQUIRE(run_satcap({"bench", "--smoke", "--only", "sgemm", "--save", (dir / "no/such/dir/r.json").string()}).exit_code == 5);
 }
 
+TEST_CASE("satcap bench's growth runs report time and peak memory per size, and what the peak is made of", "[bench]") {
+  auto r = run_satcap({"bench", "--smoke", "--json", "--only", "growth", "--growth-sizes", "10,20", "--threads", "1"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto report = nlohmann::json::parse(r.out);
+  const auto& g = report["growth"];
+  REQUIRE_FALSE(g.contains("error"));
+  REQUIRE(g["runs"].size() == 2);
+  for (const auto& run : g["runs"]) {
+    INFO(run.dump());
+    REQUIRE_FALSE(run.contains("error"));
+    for (const char* k : {"prepare_ms_per_image", "train_ms_per_image", "prepare_peak_rss_mib", "train_peak_rss_mib",
+                          "train_max_rss_anon_mib", "prepare_max_rss_anon_mib"})
+      REQUIRE(run[k].get<double>() > 0);
+    // Each part of the resident set, at any sample, is at most the peak.
+    for (const char* part : {"train_max_rss_anon_mib", "train_max_rss_file_mib"}) {
+      REQUIRE(run[part].get<double>() >= 0);
+      CHECK(run[part].get<double>() <= run["train_peak_rss_mib"].get<double>());
+    }
+  }
+  REQUIRE(g["runs"][0]["images"] == 10);
+  REQUIRE(g["runs"][1]["images"] == 20);
+  for (const char* k : {"prepare_time_per_image_growth", "train_time_per_image_growth", "train_peak_rss_growth"})
+    REQUIRE(std::isfinite(g[k].get<double>()));
+}
+
 TEST_CASE("the report never prints a missed target as equal to it", "[bench]") {
   nlohmann::json r = {{"mode", "quick"},
                       {"machine", {{"cpu", "test"}, {"cores", 2}, {"threads", 2}, {"device", "cpu"}}},

@@ -160,6 +160,10 @@ struct ChildRun {
   std::string out, err;  // captured stdout and stderr
   double seconds = 0;
   long max_rss_kib = 0;  // the child's own peak resident set (sampled VmHWM; see run_child)
+  // The largest anonymous (heap) and file-backed (the program's libraries, about 130 MiB of
+  // LibTorch, and mapped files such as the feature store) parts of the resident set seen in the
+  // samples: what the peak is made of (not exact peaks themselves).
+  long max_rss_anon_kib = 0, max_rss_file_kib = 0;
 };
 
 // Runs argv[0] with argv (no shell) in `cwd`, capturing stdout and stderr.
@@ -209,8 +213,14 @@ ChildRun run_child(const std::vector<std::string>& argv, const std::string& cwd 
   auto sample = [&] {
     std::ifstream st(status_path);
     std::string line;
+    auto keep_max = [&](const char* key, long& into) {
+      const size_t n = std::strlen(key);
+      if (line.compare(0, n, key) == 0) into = std::max(into, std::strtol(line.c_str() + n, nullptr, 10));
+    };
     while (std::getline(st, line)) {
-      if (line.rfind("VmHWM:", 0) == 0) hwm_kib = std::max(hwm_kib, std::strtol(line.c_str() + 6, nullptr, 10));
+      keep_max("VmHWM:", hwm_kib);
+      keep_max("RssAnon:", r.max_rss_anon_kib);
+      keep_max("RssFile:", r.max_rss_file_kib);
     }
   };
   while (open_fds > 0) {
@@ -849,6 +859,8 @@ json measure_growth(const Plan& plan, const BenchOptions& o, int threads, const 
         run["prepare_seconds"] = prep->seconds;
         run["prepare_ms_per_image"] = prep->seconds * 1000 / static_cast<double>(n);
         run["prepare_peak_rss_mib"] = static_cast<double>(prep->max_rss_kib) / 1024.0;
+        run["prepare_max_rss_anon_mib"] = static_cast<double>(prep->max_rss_anon_kib) / 1024.0;
+        run["prepare_max_rss_file_mib"] = static_cast<double>(prep->max_rss_file_kib) / 1024.0;
         log("growth: ", n, " scenes: one training epoch ...");
         // One epoch; validation on a fixed 50 images so that it costs the same at both sizes. The
         // decoder has the scenes model's widths (tools/scenes_training.json), not the paper's 512:
@@ -864,6 +876,8 @@ json measure_growth(const Plan& plan, const BenchOptions& o, int threads, const 
           run["train_seconds"] = train->seconds;
           run["train_ms_per_image"] = train->seconds * 1000 / train_images;
           run["train_peak_rss_mib"] = static_cast<double>(train->max_rss_kib) / 1024.0;
+          run["train_max_rss_anon_mib"] = static_cast<double>(train->max_rss_anon_kib) / 1024.0;
+          run["train_max_rss_file_mib"] = static_cast<double>(train->max_rss_file_kib) / 1024.0;
         }
       }
     }
@@ -1216,13 +1230,16 @@ std::string format_bench_report(const json& r) {
     if (g.contains("error")) {
       out << "  not run: " << g["error"].get<std::string>() << "\n";
     } else {
-      out << "  images   prepare ms/image  prepare peak MiB   train ms/image  train peak MiB\n";
+      // heap / files: the largest anonymous and file-backed parts of training's resident set seen.
+      out << "  images   prepare ms/image  prepare peak MiB   train ms/image  train peak MiB   heap   files\n";
       for (const auto& run : g.value("runs", json::array())) {
         out << "  " << std::left << std::setw(7) << run.value("images", 0) << std::right << std::setw(18)
             << num(run.value("prepare_ms_per_image", json(nullptr)), 2) << std::setw(18)
             << num(run.value("prepare_peak_rss_mib", json(nullptr)), 0) << std::setw(17)
             << num(run.value("train_ms_per_image", json(nullptr)), 2) << std::setw(16)
-            << num(run.value("train_peak_rss_mib", json(nullptr)), 0) << "\n";
+            << num(run.value("train_peak_rss_mib", json(nullptr)), 0) << std::setw(7)
+            << num(run.value("train_max_rss_anon_mib", json(nullptr)), 0) << std::setw(8)
+            << num(run.value("train_max_rss_file_mib", json(nullptr)), 0) << "\n";
         if (run.contains("error")) out << "    " << run["error"].get<std::string>() << "\n";
       }
     }
