@@ -6,12 +6,14 @@
 // B is packed first, once for all the steps that use it: panels of kPanel columns, each stored as
 // [K][kPanel] (zero past N), so a panel is one sequential stream. x is packed per call into tiles
 // of rows_per_tile rows stored as [K][rows_per_tile] (zero past M). Register blocks of
-// rows_per_tile rows by one panel (on AVX-512: 8 rows by 2 vectors). Each panel is read from memory
-// once and then from L2 for each tile of rows.
+// rows_per_tile rows by one panel (on AVX-512: 8 rows by 2 vectors), over blocks of 256 of K: each
+// block of a panel (32 KB) is read from memory once and then from L1 for each tile of rows, and
+// the blocks' sums are added in y (the rounding error of one running sum over K = 2048 was 7x
+// at::mm's).
 //
 // Why: at::mm (OpenBLAS) packs the whole weight on every call, which for a few dozen rows costs
-// about as much as the product. Measured with 2 threads on this project's 2-core machine, against
-// at::mm in the same loop (best of 30 to 60):
+// about as much as the product. Measured on the prototype with 2 threads on this project's 2-core
+// machine, against at::mm in the same loop (best of 30 to 60):
 //   [8, 2048] x [2048, 2048]: 0.60-0.78 ms against 1.8-2.2 ms; [32, 512] x [512, 4608]: 0.89-0.96
 //   against 1.50-1.54 ms; [40, 512] x [512, 4608]: 205-228 GFLOP/s against 114-122; [64, 2048] x
 //   [2048, 2048]: the same as at::mm (126-192 GFLOP/s, the machine's phase).
