@@ -6,6 +6,7 @@
 #include <array>
 #include <vector>
 
+#include "../lib/src/kernels/dispatch.h"
 #include "../lib/src/kernels/small_gemm_kernels.h"
 #include "satcap/error.h"
 #include "satcap/step_linear.h"
@@ -75,10 +76,8 @@ TEST_CASE("the packed-panel kernel of each instruction set matches at::mm, both 
   using namespace satcap::kernels;
   std::vector<SmallGemmKernels> tables{small_gemm_kernels_generic()};
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) tables.push_back(small_gemm_kernels_avx2());
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl"))
-    tables.push_back(small_gemm_kernels_avx512());
+  if (best_isa() >= Isa::avx2) tables.push_back(small_gemm_kernels_avx2());
+  if (best_isa() >= Isa::avx512) tables.push_back(small_gemm_kernels_avx512());
 #endif
   at::manual_seed(11);
   for (const auto& k : tables) {
@@ -91,8 +90,8 @@ TEST_CASE("the packed-panel kernel of each instruction set matches at::mm, both 
       auto wt = w.t().contiguous();  // [K, N]
       for (bool transposed : {true, false}) {
         auto bp = at::full({panels_of(N) * K * kPanel}, 7.f);
-        if (transposed) k.pack_transposed(w.data_ptr<float>(), bp.data_ptr<float>(), K, N, 0, panels_of(N));
-        else k.pack_plain(wt.data_ptr<float>(), bp.data_ptr<float>(), K, N, 0, panels_of(N));
+        if (transposed) k.pack_transposed(w.data_ptr<float>(), K, bp.data_ptr<float>(), K, N, 0, panels_of(N));
+        else k.pack_plain(wt.data_ptr<float>(), N, bp.data_ptr<float>(), K, N, 0, panels_of(N));
         auto y = at::full({M, N}, 7.f);
         // Two calls over halves of the panels, as two threads would split them.
         const int64_t half = panels_of(N) / 2;

@@ -429,8 +429,7 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
   std::vector<int64_t> hidden_widths;
   for (const auto& w : hidden_maps) hidden_widths.push_back(w.size(0));
   StepLinearSequence from_hidden(at::cat(hidden_maps, 0), static_cast<int64_t>(flat.size()));  // [A + beta + 4H, H]
-  StepLinearSequence from_context(input_maps[1].contiguous(),
-                                  static_cast<int64_t>(flat.size()));                          // [4H, D]
+  StepLinearSequence from_context(input_maps[1], static_cast<int64_t>(flat.size()));  // [4H, D], a view of W_ih
   // The scores of every step read the same projected features; their gradient is summed once.
   ScoreSequence scores(all.projected, att_score->weight, att_score->bias,
                        options_.attention_activation == AttentionActivation::relu);

@@ -28,17 +28,19 @@ bool panel_rows(const at::Tensor& x, const at::Tensor& w) {
 }
 
 // Fills `packed` (empty until the first step that needs it; the same tensor for all the steps)
-// with the panels of B = w^T (transposed) or B = w, for products x B.
+// with the panels of B = w^T (transposed) or B = w, for products x B. A weight whose rows are
+// strided (a column block of a larger one, such as W_ih's context part) is read in place.
 void pack_once(at::Tensor packed, const at::Tensor& w, bool transposed) {
   if (packed.numel() != 0) return;
-  const auto wc = w.contiguous();
+  const auto wc = w.stride(1) == 1 ? w : w.contiguous();
   const int64_t K = transposed ? wc.size(1) : wc.size(0), N = transposed ? wc.size(0) : wc.size(1);
   packed.resize_({kernels::panels_of(N) * K * kernels::kPanel});
   const auto& k = kernels::small_gemm_kernels();
   const auto pack = transposed ? k.pack_transposed : k.pack_plain;
   const float* wp = wc.data_ptr<float>();
   float* out = packed.data_ptr<float>();
-  at::parallel_for(0, kernels::panels_of(N), 1, [&](int64_t b, int64_t e) { pack(wp, out, K, N, b, e); });
+  const int64_t ld = wc.stride(0);
+  at::parallel_for(0, kernels::panels_of(N), 1, [&](int64_t b, int64_t e) { pack(wp, ld, out, K, N, b, e); });
 }
 
 // x [M, K] times the packed B [K, N] (pack_once) -> [M, N].

@@ -1,6 +1,8 @@
 // Chooses the hand-written kernels for this CPU (attention_scores_kernels.h, token_nll_kernels.h,
 // small_gemm_kernels.h): the widest instruction set it has of avx512, avx2 and generic, once for
 // all of them.
+#include "dispatch.h"
+
 #include "attention_scores_kernels.h"
 #include "small_gemm_kernels.h"
 #include "token_nll_kernels.h"
@@ -10,10 +12,6 @@ namespace generic {
 float tanh_of(float x);  // attention_scores_impl.h
 float exp_of(float x);   // token_nll_impl.h
 }
-
-namespace {
-
-enum class Isa { generic, avx2, avx512 };
 
 Isa best_isa() {
   static const Isa chosen = [] {
@@ -28,6 +26,8 @@ Isa best_isa() {
   }();
   return chosen;
 }
+
+namespace {
 
 // The table of the widest instruction set this CPU has; the avx2 and avx512 builds exist on x86-64 only.
 template <typename Table>

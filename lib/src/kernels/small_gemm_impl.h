@@ -26,10 +26,12 @@ inline vec load(const float* p) {
 
 inline void store(float* p, const vec& v) { std::memcpy(p, &v, sizeof v); }
 
-// Groups of Width rows of src [R, K] as [K][Width] each, zero past R: groups [g_begin, g_end).
-// The panels of B = w^T (Width = kPanel) and the tiles of x (Width = kMR) are both this.
+// Groups of Width rows of src [R, K] (rows ld floats apart) as [K][Width] each, zero past R:
+// groups [g_begin, g_end). The panels of B = w^T (Width = kPanel) and the tiles of x (Width =
+// kMR) are both this.
 template <int64_t Width>
-void interleave_rows(const float* src, float* packed, int64_t R, int64_t K, int64_t g_begin, int64_t g_end) {
+void interleave_rows(const float* src, int64_t ld, float* packed, int64_t R, int64_t K, int64_t g_begin,
+                     int64_t g_end) {
   constexpr int64_t kSpan = 64;  // columns of src per pass: the group's [kSpan][Width] stays in L1
   for (int64_t g = g_begin; g < g_end; ++g) {
     float* out = packed + g * K * Width;
@@ -38,7 +40,7 @@ void interleave_rows(const float* src, float* packed, int64_t R, int64_t K, int6
       for (int64_t j = 0; j < Width; ++j) {
         const int64_t row = g * Width + j;
         if (row < R) {
-          const float* in = src + row * K;  // read along the row, write down the group's column
+          const float* in = src + row * ld;  // read along the row, write down the group's column
           for (int64_t k = k0; k < k1; ++k) out[k * Width + j] = in[k];
         } else {
           for (int64_t k = k0; k < k1; ++k) out[k * Width + j] = 0.f;
@@ -48,23 +50,24 @@ void interleave_rows(const float* src, float* packed, int64_t R, int64_t K, int6
   }
 }
 
-void pack_transposed(const float* w, float* packed, int64_t K, int64_t N, int64_t p_begin, int64_t p_end) {
-  interleave_rows<kPanel>(w, packed, N, K, p_begin, p_end);
+void pack_transposed(const float* w, int64_t ld, float* packed, int64_t K, int64_t N, int64_t p_begin,
+                     int64_t p_end) {
+  interleave_rows<kPanel>(w, ld, packed, N, K, p_begin, p_end);
 }
 
-void pack_plain(const float* w, float* packed, int64_t K, int64_t N, int64_t p_begin, int64_t p_end) {
+void pack_plain(const float* w, int64_t ld, float* packed, int64_t K, int64_t N, int64_t p_begin, int64_t p_end) {
   for (int64_t p = p_begin; p < p_end; ++p) {
     float* out = packed + p * K * kPanel;
     const int64_t n0 = p * kPanel, width = std::min<int64_t>(kPanel, N - n0);
     for (int64_t k = 0; k < K; ++k) {
-      std::memcpy(out + k * kPanel, w + k * N + n0, static_cast<size_t>(width) * sizeof(float));
+      std::memcpy(out + k * kPanel, w + k * ld + n0, static_cast<size_t>(width) * sizeof(float));
       for (int64_t j = width; j < kPanel; ++j) out[k * kPanel + j] = 0.f;
     }
   }
 }
 
 void pack_rows(const float* x, float* packed, int64_t M, int64_t K, int64_t t_begin, int64_t t_end) {
-  interleave_rows<kMR>(x, packed, M, K, t_begin, t_end);
+  interleave_rows<kMR>(x, K, packed, M, K, t_begin, t_end);
 }
 
 // Inner-dimension block: each block's sum starts from zero in the registers and is then added

@@ -29,11 +29,12 @@ constexpr int64_t kPanel = 32;  // columns of B per packed panel (every instruct
 
 inline int64_t panels_of(int64_t N) { return (N + kPanel - 1) / kPanel; }
 
-// Panels [p_begin, p_end) of B = w^T, w [N, K] row-major (the weight of y = x w^T), into packed
-// [panels_of(N)][K][kPanel].
-using PackTransposed = void (*)(const float* w, float* packed, int64_t K, int64_t N, int64_t p_begin, int64_t p_end);
-// Panels [p_begin, p_end) of B = w, w [K, N] row-major, into packed [panels_of(N)][K][kPanel].
-using PackPlain = void (*)(const float* w, float* packed, int64_t K, int64_t N, int64_t p_begin, int64_t p_end);
+// Panels [p_begin, p_end) of B [K, N] into packed [panels_of(N)][K][kPanel], from w with rows
+// `ld` floats apart (its columns contiguous):
+//   pack_transposed: B = w^T, w [N, K] (the weight of y = x w^T; ld >= K);
+//   pack_plain:      B = w,   w [K, N] (ld >= N).
+using PackPanels = void (*)(const float* w, int64_t ld, float* packed, int64_t K, int64_t N, int64_t p_begin,
+                            int64_t p_end);
 // Tiles [t_begin, t_end) of x [M, K] into packed [ceil(M / rows_per_tile)][K][rows_per_tile].
 using PackRows = void (*)(const float* x, float* packed, int64_t M, int64_t K, int64_t t_begin, int64_t t_end);
 // Columns of y in panels [p_begin, p_end), from packed x and packed B (callers split the panels
@@ -43,8 +44,8 @@ using PanelGemm = void (*)(const float* x_packed, const float* b_packed, float* 
 
 struct SmallGemmKernels {
   int64_t rows_per_tile = 1;
-  PackTransposed pack_transposed = nullptr;
-  PackPlain pack_plain = nullptr;
+  PackPanels pack_transposed = nullptr;
+  PackPanels pack_plain = nullptr;
   PackRows pack_rows = nullptr;
   PanelGemm gemm = nullptr;
   const char* isa = "";
