@@ -15,6 +15,7 @@
 #include "satcap/attention_scores.h"
 #include "satcap/dropout.h"
 #include "satcap/error.h"
+#include "satcap/lstm_cell.h"
 #include "satcap/step_linear.h"
 #include "satcap/token_nll.h"
 
@@ -304,13 +305,6 @@ at::Tensor DecoderImpl::output_logits(const at::Tensor& emb, const at::Tensor& h
   return out_vocab->forward(drop(sum));
 }
 
-std::pair<at::Tensor, at::Tensor> DecoderImpl::lstm_cell(const at::Tensor& gates, const at::Tensor& c) {
-  auto g = gates.chunk(4, 1);  // [R, H] each, PyTorch's order: input, forget, cell, output
-  auto c_new = at::sigmoid(g[1]) * c + at::sigmoid(g[0]) * at::tanh(g[2]);  // [R, H]
-  auto h_new = at::sigmoid(g[3]) * at::tanh(c_new);                        // [R, H]
-  return {h_new, c_new};
-}
-
 StepOutput DecoderImpl::step(const at::Tensor& prev_ids, DecoderState& st, HardDecode mode) {
   auto emb = embed->forward(prev_ids);  // [R, m]  E y_{t-1}
   auto [alpha, log_alpha] = attend(st);
@@ -464,8 +458,8 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
     }
     if (hard) entropies.push_back(-(alpha * log_alpha).sum(1));            // H(alpha_t)
     if (gated_context) z = gated(of_hidden[1] + f_beta->bias, z);
-    auto gates = gates_emb_steps[static_cast<size_t>(t)] + from_context.next(z) + of_hidden.back();  // [B_t, 4H]
-    std::tie(h, c) = lstm_cell(gates, st.c);
+    // The gates [B_t, 4H] are the sum of the three parts, added inside the fused cell (satcap/lstm_cell.h).
+    std::tie(h, c) = lstm_cell({gates_emb_steps[static_cast<size_t>(t)], from_context.next(z), of_hidden.back()}, st.c);
     hs.push_back(h);
     zs.push_back(z);
     alphas.push_back(alpha);

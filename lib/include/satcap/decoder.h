@@ -207,8 +207,6 @@ struct DecoderImpl : torch::nn::Module {
   // Attention over the state's features for its current h: alpha [R, n] and the unnormalised
   // log-alpha (log_softmax of e) [R, n].
   std::pair<at::Tensor, at::Tensor> attend(const DecoderState& state);
-  // LSTMCell's pointwise part: gates [R, 4H] (i, f, g, o), c_{t-1} [R, H] -> {h_t, c_t}.
-  static std::pair<at::Tensor, at::Tensor> lstm_cell(const at::Tensor& gates, const at::Tensor& c);
   // Scores e [R, n] -> {alpha, log alpha}, both [R, n].
   static std::pair<at::Tensor, at::Tensor> normalise(const at::Tensor& e);
   // The context sum_i alpha_ti a_i ([R, D]) and a_{s} for locations s [R].

@@ -4,29 +4,10 @@
 #include <algorithm>
 
 #include "attention_scores_kernels.h"
+#include "fast_math.h"
 
 namespace satcap::kernels::SATCAP_KERNEL_NS {
 namespace {
-
-#pragma omp declare simd
-inline float tanh_approx(float x) {
-  // Eigen's float tanh (also XLA's and ONNX Runtime's): odd 13/6 rational minimax polynomial.
-  x = std::min(std::max(x, -7.90531110763549805f), 7.90531110763549805f);
-  const float x2 = x * x;
-  float p = -2.76076847742355e-16f;
-  p = p * x2 + 2.00018790482477e-13f;
-  p = p * x2 + -8.60467152213735e-11f;
-  p = p * x2 + 5.12229709037114e-08f;
-  p = p * x2 + 1.48572235717979e-05f;
-  p = p * x2 + 6.37261928875436e-04f;
-  p = p * x2 + 4.89352455891786e-03f;
-  p = p * x;
-  float q = 1.19825839466702e-06f;
-  q = q * x2 + 1.18534705686654e-04f;
-  q = q * x2 + 2.26843463243900e-03f;
-  q = q * x2 + 4.89352518554385e-03f;
-  return p / q;
-}
 
 template <bool Relu>
 void forward_items(const ScoreArgs& s, int64_t begin, int64_t end, float* scores) {

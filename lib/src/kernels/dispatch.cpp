@@ -1,9 +1,10 @@
 // Chooses the hand-written kernels for this CPU (attention_scores_kernels.h, token_nll_kernels.h,
-// small_gemm_kernels.h): the widest instruction set it has of avx512, avx2 and generic, once for
-// all of them.
+// small_gemm_kernels.h, lstm_cell_kernels.h): the widest instruction set it has of avx512, avx2 and
+// generic, once for all of them.
 #include "dispatch.h"
 
 #include "attention_scores_kernels.h"
+#include "lstm_cell_kernels.h"
 #include "small_gemm_kernels.h"
 #include "token_nll_kernels.h"
 
@@ -51,6 +52,11 @@ const ScoreKernels& score_kernels() {
 
 const TokenNllKernels& token_nll_kernels() {
   static const TokenNllKernels chosen = SATCAP_WIDEST(token_nll_kernels);
+  return chosen;
+}
+
+const LstmCellKernels& lstm_cell_kernels() {
+  static const LstmCellKernels chosen = SATCAP_WIDEST(lstm_cell_kernels);
   return chosen;
 }
 

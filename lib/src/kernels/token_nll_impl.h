@@ -6,32 +6,11 @@
 #include <cstring>
 #include <limits>
 
+#include "fast_math.h"
 #include "token_nll_kernels.h"
 
 namespace satcap::kernels::SATCAP_KERNEL_NS {
 namespace {
-
-#pragma omp declare simd
-inline float exp_approx(float x) {
-  // Cephes' expf: x = n ln 2 + r with |r| <= ln 2 / 2, e^r by its degree-5 minimax polynomial,
-  // 2^n put into the exponent bits. n is rounded with the 1.5 * 2^23 trick, which vectorises
-  // without SSE4.1's round instruction.
-  x = std::min(std::max(x, -87.33654475f), 88.0f);
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
 
 void forward(const TokenNllArgs& s, int64_t begin, int64_t end, float* lse, float* nll) {
   const int64_t V = s.width;
