@@ -16,8 +16,8 @@ class Tensor;
 
 namespace satcap {
 
-// gate_parts: one to three [R, 4H] float tensors (columns contiguous) whose sum is the gates;
-// c [R, H] -> (h' [R, H], c' [R, H]). CPU float32 inputs take the fused kernels; anything else
+// gate_parts: one to three [R, 4H] float tensors whose sum is the gates (rows at any stride, so a
+// column slice of a wider product is read in place); c [R, H] -> (h' [R, H], c' [R, H]). CPU float32 inputs take the fused kernels; anything else
 // takes lstm_cell_reference. Throws UsageError for shapes that do not fit.
 std::pair<at::Tensor, at::Tensor> lstm_cell(const std::vector<at::Tensor>& gate_parts, const at::Tensor& c);
 

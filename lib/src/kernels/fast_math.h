@@ -31,7 +31,9 @@ inline float tanh_approx(float x) {
   return p / q;
 }
 
-// sigmoid(x) = (1 + tanh(x / 2)) / 2: no exponential, and no overflow for large |x|.
+// sigmoid(x) = (1 + tanh(x / 2)) / 2: no exponential, and no overflow for large |x|. Within 1.7e-7
+// of the exact sigmoid over [-30, 30]: absolute precision, not relative (3.8e-6 relative above
+// x = -4, and 0 below x = -15.8, where the exact value is under 1.4e-7).
 #pragma omp declare simd
 inline float sigmoid_approx(float x) { return 0.5f + 0.5f * tanh_approx(0.5f * x); }
 
