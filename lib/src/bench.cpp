@@ -844,6 +844,12 @@ json measure_growth(const Plan& plan, const BenchOptions& o, int threads, const 
     }
     return r;
   };
+  // A step's peak resident set and its largest heap and file-backed parts, in MiB.
+  auto put_memory = [](json& run, const std::string& step, const ChildRun& r) {
+    run[step + "_peak_rss_mib"] = static_cast<double>(r.max_rss_kib) / 1024.0;
+    run[step + "_max_rss_anon_mib"] = static_cast<double>(r.max_rss_anon_kib) / 1024.0;
+    run[step + "_max_rss_file_mib"] = static_cast<double>(r.max_rss_file_kib) / 1024.0;
+  };
   for (int64_t n : plan.growth_sizes) {
     json run{{"images", n}};
     const fs::path dir = work / ("growth-" + std::to_string(n));
@@ -858,9 +864,7 @@ json measure_growth(const Plan& plan, const BenchOptions& o, int threads, const 
       if (prep) {
         run["prepare_seconds"] = prep->seconds;
         run["prepare_ms_per_image"] = prep->seconds * 1000 / static_cast<double>(n);
-        run["prepare_peak_rss_mib"] = static_cast<double>(prep->max_rss_kib) / 1024.0;
-        run["prepare_max_rss_anon_mib"] = static_cast<double>(prep->max_rss_anon_kib) / 1024.0;
-        run["prepare_max_rss_file_mib"] = static_cast<double>(prep->max_rss_file_kib) / 1024.0;
+        put_memory(run, "prepare", *prep);
         log("growth: ", n, " scenes: one training epoch ...");
         // One epoch; validation on a fixed 50 images so that it costs the same at both sizes. The
         // decoder has the scenes model's widths (tools/scenes_training.json), not the paper's 512:
@@ -875,9 +879,7 @@ json measure_growth(const Plan& plan, const BenchOptions& o, int threads, const 
           const double train_images = static_cast<double>(n) * 0.8;  // the scenes' train split: 80%
           run["train_seconds"] = train->seconds;
           run["train_ms_per_image"] = train->seconds * 1000 / train_images;
-          run["train_peak_rss_mib"] = static_cast<double>(train->max_rss_kib) / 1024.0;
-          run["train_max_rss_anon_mib"] = static_cast<double>(train->max_rss_anon_kib) / 1024.0;
-          run["train_max_rss_file_mib"] = static_cast<double>(train->max_rss_file_kib) / 1024.0;
+          put_memory(run, "train", *train);
         }
       }
     }

@@ -17,6 +17,10 @@ inline bool cpu_float(std::initializer_list<const at::Tensor*> tensors) {
   return true;
 }
 
+// x itself when its columns are contiguous (rows at any stride: a column block of a wider
+// tensor is read in place), else a contiguous copy: what the kernels' row-stride arguments take.
+inline at::Tensor unit_columns(const at::Tensor& x) { return x.stride(1) == 1 ? x : x.contiguous(); }
+
 // Work items per parallel chunk: about 64k multiply-adds (or elements) each.
 inline int64_t grain_for(int64_t work_per_item) {
   return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, work_per_item));

@@ -18,18 +18,16 @@ using torch::autograd::variable_list;
 namespace {
 
 using detail::grain_for;  // rows per parallel chunk, from the row width
-
-// Columns contiguous, rows at any stride (a split of a wider product's output is taken as it is).
-at::Tensor unit_columns(const at::Tensor& x) { return x.stride(1) == 1 ? x : x.contiguous(); }
+using detail::unit_columns;  // a split of a wider product's output is read in place
 
 struct FusedLstmCell : public torch::autograd::Function<FusedLstmCell> {
   // The first `count` of the three gate parts are used; the others are placeholders (autograd
   // takes no undefined inputs).
   static variable_list forward(AutogradContext* ctx, const at::Tensor& p0, const at::Tensor& p1, const at::Tensor& p2,
                                const at::Tensor& c, int64_t count) {
+    const at::Tensor* given[3] = {&p0, &p1, &p2};
     std::vector<at::Tensor> parts;
-    for (const at::Tensor* p : {&p0, &p1, &p2})
-      if (static_cast<int64_t>(parts.size()) < count) parts.push_back(unit_columns(*p));
+    for (int64_t k = 0; k < count; ++k) parts.push_back(unit_columns(*given[k]));
     auto cc = c.contiguous();
     const int64_t R = cc.size(0), H = cc.size(1);
     auto h_out = at::empty({R, H}, cc.options());       // [R, H]
@@ -51,7 +49,7 @@ struct FusedLstmCell : public torch::autograd::Function<FusedLstmCell> {
     at::parallel_for(0, R, grain_for(4 * H), [&](int64_t b, int64_t e) { k.forward(a, b, e); });
     ctx->set_materialize_grads(false);  // an unused h' or c' (the last step's c') sends no zeros
     ctx->save_for_backward({cc, gates, tanh_c});
-    ctx->saved_data["parts"] = static_cast<int64_t>(parts.size());
+    ctx->saved_data["parts"] = count;
     return {h_out, c_out};
   }
 

@@ -32,7 +32,7 @@ bool panel_rows(const at::Tensor& x, const at::Tensor& w) {
 // strided (a column block of a larger one, such as W_ih's context part) is read in place.
 void pack_once(at::Tensor packed, const at::Tensor& w, bool transposed) {
   if (packed.numel() != 0) return;
-  const auto wc = w.stride(1) == 1 ? w : w.contiguous();
+  const auto wc = detail::unit_columns(w);
   const int64_t K = transposed ? wc.size(1) : wc.size(0), N = transposed ? wc.size(0) : wc.size(1);
   packed.resize_({kernels::panels_of(N) * K * kernels::kPanel});
   const auto& k = kernels::small_gemm_kernels();
