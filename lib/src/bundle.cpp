@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "satcap/build_config.h"
 #include "satcap/error.h"
@@ -62,10 +61,17 @@ void read_named_tensors(torch::serialize::InputArchive& archive, torch::nn::Modu
   for (auto& item : module.named_buffers(true)) load(item.key(), item.value(), true);
 }
 
-std::string archive_bytes(torch::serialize::OutputArchive& archive) {
-  std::ostringstream out;
-  archive.save_to(out);
-  return out.str();
+void write_archive_atomic(const fs::path& path, torch::serialize::OutputArchive& archive) {
+  write_file_atomic(path, [&archive](const ByteSink& sink) {
+    // Every piece is acknowledged, even after a failed write (the sink then drops the rest, and
+    // write_file_atomic reports the system's reason naming the file): told of a short write,
+    // LibTorch 1.13's writer throws, and its destructor, finishing the archive, throws again
+    // during that unwinding, which ends the process (std::terminate).
+    archive.save_to([&sink](const void* data, std::size_t size) -> std::size_t {
+      sink(data, size);
+      return size;
+    });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -126,7 +132,7 @@ void save_bundle(const Bundle& bundle, const fs::path& dir_in) {
       base = bundle.encoder["fine_tuned"].value("base_identity", base);  // a loaded bundle saved again
     torch::serialize::OutputArchive encoder_archive;
     for (const auto& [name, t] : bundle.encoder_weights) encoder_archive.write(name, t.detach().to(c10::kCPU));
-    write_file_atomic(tmp / "encoder_weights.pt", archive_bytes(encoder_archive));
+    write_archive_atomic(tmp / "encoder_weights.pt", encoder_archive);
     const std::string digest = file_digest(tmp / "encoder_weights.pt");
     config["encoder"]["identity"] = base + ":tuned=" + digest;
     config["encoder"]["fine_tuned"] = {{"weights", "encoder_weights.pt"}, {"digest", digest}, {"base_identity", base},
@@ -139,7 +145,7 @@ void save_bundle(const Bundle& bundle, const fs::path& dir_in) {
 
   torch::serialize::OutputArchive archive;
   write_named_tensors(archive, *bundle.decoder);
-  write_file_atomic(tmp / "weights.pt", archive_bytes(archive));
+  write_archive_atomic(tmp / "weights.pt", archive);
   bundle.vocab.save(tmp / "vocab.json");
   write_file_atomic(tmp / "config.json", config.dump(2) + "\n");  // last: its presence marks a complete bundle
   fsync_directory(tmp);

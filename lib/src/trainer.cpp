@@ -260,7 +260,7 @@ void save_checkpoint(const fs::path& path, Decoder& decoder, torch::optim::Adam&
   }
   archive.write("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
   if (!device.is_cpu()) archive.write("rng.device", at::globalContext().defaultGenerator(device).get_state());
-  write_file_atomic(path, archive_bytes(archive));
+  write_archive_atomic(path, archive);
 }
 
 }  // namespace

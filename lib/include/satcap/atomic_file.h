@@ -3,7 +3,9 @@
 // implementation every satcap writer of small files (JSON, bundles, checkpoints, PNGs) uses.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 namespace satcap {
@@ -16,6 +18,17 @@ enum class ParentDirs {
 // Throws OutputError naming `path` (with the system's reason) when it cannot be written; the
 // temporary file is removed and an existing `path` is left as it was.
 void write_file_atomic(const std::filesystem::path& path, const std::string& bytes,
+                       ParentDirs parents = ParentDirs::create);
+
+// Takes the file's next bytes; returns false once a write has failed (the producer should stop:
+// the error is reported by write_file_atomic).
+using ByteSink = std::function<bool(const void* data, std::size_t size)>;
+
+// The same for a file produced piece by piece (a serialized archive, say), written as it comes
+// instead of being built in memory first. `produce` is called once and hands every piece to the
+// sink. A failed write is an OutputError as above, whatever `produce` then throws; an exception of
+// `produce` itself is passed on, the temporary file removed either way.
+void write_file_atomic(const std::filesystem::path& path, const std::function<void(const ByteSink&)>& produce,
                        ParentDirs parents = ParentDirs::create);
 
 // Flushes a folder's entries (a rename into it) to disk; best effort, errors ignored.
