@@ -70,7 +70,9 @@ void write_file_atomic(const fs::path& path, const std::function<void(const Byte
     ::close(fd);
     fail(write_error);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) fail(errno_text());
+  std::string why = ::fsync(fd) == 0 ? std::string() : errno_text();
+  if (::close(fd) != 0 && why.empty()) why = errno_text();
+  if (!why.empty()) fail(why);
   if (::rename(tmp.c_str(), path.c_str()) != 0) fail(errno_text());
   fsync_directory(path.parent_path());
 }

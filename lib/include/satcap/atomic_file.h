@@ -1,6 +1,6 @@
 // Writing a whole file so that a reader sees the old content or the new, never a mix: bytes go to
 // "<path>.tmp-<pid>", are fsynced, renamed over `path`, and the folder is fsynced. The one
-// implementation every satcap writer of small files (JSON, bundles, checkpoints, PNGs) uses.
+// implementation every satcap writer of files (JSON, bundles, checkpoints, PNGs) uses.
 #pragma once
 
 #include <cstddef>
