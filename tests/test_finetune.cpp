@@ -58,7 +58,7 @@ std::unique_ptr<ImageData> image_data(Encoder* encoder) {
   for (const ImageEntry* img : d->dataset.split("train")) {
     const auto row = static_cast<int64_t>(d->paths.size());
     d->paths.push_back(img->path);
-    for (const auto& c : img->captions) d->data.train.push_back({row, d->vocab.encode(c.tokens())});
+    for (const auto& c : img->captions) d->data.train.add(row, d->vocab.encode(c.tokens()));
   }
   d->data.encoder = encoder;
   const auto* paths = &d->paths;

@@ -39,8 +39,8 @@ Synthetic make_synthetic() {
   at::manual_seed(123);
   s.features = at::randn({6, 4, 8});
   for (int i = 0; i < 6; ++i) {
-    s.data.train.push_back({i, s.vocab.encode(captions[2 * i])});
-    s.data.train.push_back({i, s.vocab.encode(captions[2 * i + 1])});
+    s.data.train.add(i, s.vocab.encode(captions[2 * i]));
+    s.data.train.add(i, s.vocab.encode(captions[2 * i + 1]));
     ValidationImage v;
     v.id = std::to_string(i);
     v.feature_row = i;
@@ -100,6 +100,23 @@ bool same_weights(Decoder& a, Decoder& b) {
 }
 
 }  // namespace
+
+TEST_CASE("training captions are stored flat and read back as added", "[train]") {
+  TrainingCaptions captions;
+  REQUIRE(captions.empty());
+  const std::vector<std::vector<int64_t>> added{{1, 5, 9, 2}, {1, 2}, {1, 7, 7, 7, 7, 7, 2}, {}};
+  for (std::size_t i = 0; i < added.size(); ++i) captions.add(static_cast<int64_t>(10 * i + 3), added[i]);
+  captions.shrink_to_fit();
+  REQUIRE(captions.size() == added.size());
+  for (std::size_t i = 0; i < added.size(); ++i) {
+    const TrainingCaption c = captions[i];
+    REQUIRE(c.feature_row == static_cast<int64_t>(10 * i + 3));
+    REQUIRE(std::vector<int64_t>(c.tokens, c.tokens + c.length) == added[i]);
+  }
+  REQUIRE_THROWS_AS(captions.add(0, {1, int64_t{1} << 31, 2}), std::invalid_argument);
+  REQUIRE_THROWS_AS(captions.add(0, {-1}), std::invalid_argument);
+  REQUIRE(captions.size() == added.size());  // a refused caption adds nothing
+}
 
 TEST_CASE("a few training steps lower the loss and validation decodes real captions", "[train]") {
   auto dir = fresh_temp_dir("train_learns");

@@ -16,9 +16,11 @@
 #include <cmath>
 #include <csignal>
 #include <future>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 
 #include "satcap/adam_step.h"
 #include "satcap/bundle.h"
@@ -37,6 +39,21 @@ namespace satcap {
 // The newest checkpoint format read and written: 2 holds a fine-tuned encoder's tensors and Adam
 // state (written only when fine-tuning; checkpoints of a frozen encoder stay format 1).
 constexpr int kCheckpointFormatVersion = 2;
+
+void TrainingCaptions::add(int64_t feature_row, const std::vector<int64_t>& tokens) {
+  for (int64_t id : tokens)
+    if (id < 0 || id > std::numeric_limits<int32_t>::max())
+      throw std::invalid_argument("training caption: token id " + std::to_string(id) + " is outside [0, 2^31)");
+  tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
+  starts_.push_back(tokens_.size());
+  rows_.push_back(feature_row);
+}
+
+void TrainingCaptions::shrink_to_fit() {
+  rows_.shrink_to_fit();
+  starts_.shrink_to_fit();
+  tokens_.shrink_to_fit();
+}
 
 DecoderOptions decoder_options_for(const TrainOptions& o, int vocab_size, int feature_dim, int regions) {
   DecoderOptions d;
@@ -130,15 +147,14 @@ at::Tensor features_of(const TrainingData& data, const std::vector<int64_t>& row
 
 // A caption's length as trained: at most max_train_length words (0: all) between <start> and <end>.
 std::size_t trained_length(const TrainingCaption& c, int max_train_length) {
-  return max_train_length > 0 ? std::min(c.tokens.size(), static_cast<std::size_t>(max_train_length) + 2)
-                              : c.tokens.size();
+  return max_train_length > 0 ? std::min(c.length, static_cast<std::size_t>(max_train_length) + 2) : c.length;
 }
 
 // Its tokens: the first trained_length of them, the last one <end> where the caption was cut.
 std::vector<int64_t> trained_tokens(const TrainingCaption& c, int max_train_length) {
   const std::size_t n = trained_length(c, max_train_length);
-  std::vector<int64_t> t(c.tokens.begin(), c.tokens.begin() + static_cast<std::ptrdiff_t>(n));
-  if (n < c.tokens.size()) t.back() = Vocabulary::end_id;
+  std::vector<int64_t> t(c.tokens, c.tokens + n);
+  if (n < c.length) t.back() = Vocabulary::end_id;
   return t;
 }
 
@@ -159,7 +175,7 @@ Batch make_batch(const TrainingData& data, const std::vector<int64_t>& order, in
   std::vector<int64_t> rows;
   std::vector<std::vector<int64_t>> caps;
   for (int64_t i : batch_captions(data, order, begin, end, max_train_length)) {
-    const auto& c = data.train[static_cast<std::size_t>(i)];
+    const TrainingCaption c = data.train[static_cast<std::size_t>(i)];
     rows.push_back(c.feature_row);
     caps.push_back(trained_tokens(c, max_train_length));
   }

@@ -151,8 +151,9 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
       ++missing;
       continue;
     }
-    for (const auto& c : img->captions) data.train.push_back({*row, vocab.encode(c.tokens())});
+    for (const auto& c : img->captions) data.train.add(*row, vocab.encode(c.tokens()));
   }
+  data.train.shrink_to_fit();
   // The images of a split that have features, with their reference captions.
   auto scored_images = [&](const std::string& split, std::size_t* without_features) {
     std::vector<ValidationImage> images;
