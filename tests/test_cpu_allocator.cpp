@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "satcap/cpu_allocator.h"
-#include "test_util.h"
 
 using namespace satcap;
 
@@ -32,7 +31,7 @@ void check_accounting(const CpuAllocatorStats& s) {
 }  // namespace
 
 TEST_CASE("large CPU tensors come from the block cache and a freed block is reused", "[allocator]") {
-  REQUIRE(install_cpu_allocator());  // tests/main.cpp installed it already: a second call is a no-op
+  REQUIRE(install_cpu_allocator());
   REQUIRE(cpu_allocator_stats().installed);
   release_cached_blocks();  // no block of an earlier test in this process fits the request below
   const CpuAllocatorStats before = cpu_allocator_stats();
@@ -78,6 +77,7 @@ TEST_CASE("large CPU tensors come from the block cache and a freed block is reus
 }
 
 TEST_CASE("the block cache never maps more than 1.25x the peak live total, however sizes grow", "[allocator]") {
+  REQUIRE(install_cpu_allocator());
   const CpuAllocatorStats before = cpu_allocator_stats();
   REQUIRE(release_cached_blocks() == before.cached_bytes);
   REQUIRE(cpu_allocator_stats().cached_bytes == 0);
@@ -104,6 +104,7 @@ TEST_CASE("the block cache never maps more than 1.25x the peak live total, howev
 }
 
 TEST_CASE("raw allocations of every size go through one deleter", "[allocator]") {
+  REQUIRE(install_cpu_allocator());
   c10::Allocator* allocator = c10::GetCPUAllocator();
   REQUIRE(allocator->raw_deleter() != nullptr);
   const CpuAllocatorStats before = cpu_allocator_stats();
@@ -121,6 +122,7 @@ TEST_CASE("raw allocations of every size go through one deleter", "[allocator]")
 }
 
 TEST_CASE("the block cache serves several threads at once", "[allocator]") {
+  REQUIRE(install_cpu_allocator());
   const CpuAllocatorStats before = cpu_allocator_stats();
   std::vector<std::thread> threads;
   std::vector<int> wrong(4, 0);
@@ -147,13 +149,26 @@ TEST_CASE("the block cache serves several threads at once", "[allocator]") {
   check_accounting(after);
 }
 
-TEST_CASE("satcap info names the CPU allocator, and SATCAP_SYSTEM_ALLOCATOR=1 keeps LibTorch's", "[allocator][cli]") {
-  auto ours = run_satcap({"info"});
-  REQUIRE(ours.exit_code == 0);
-  REQUIRE_THAT(ours.out, Catch::Contains("block cache"));
+TEST_CASE("SATCAP_SYSTEM_ALLOCATOR=1 keeps LibTorch's allocator, and uninstalling restores it", "[allocator]") {
+  REQUIRE(install_cpu_allocator());
+  c10::Allocator* ours = c10::GetCPUAllocator();
+  at::Tensor kept = at::empty({static_cast<int64_t>(2 * kMiB)}, at::kByte);  // from the cache
+  uninstall_cpu_allocator();
+  REQUIRE_FALSE(cpu_allocator_stats().installed);
+  REQUIRE(c10::GetCPUAllocator() == c10::GetDefaultCPUAllocator());
+  const CpuAllocatorStats before = cpu_allocator_stats();
+  {
+    at::Tensor theirs = at::empty({static_cast<int64_t>(2 * kMiB)}, at::kByte);
+    theirs.fill_(1);
+  }
+  REQUIRE(cpu_allocator_stats().hits + cpu_allocator_stats().misses == before.hits + before.misses);
+  kept.reset();  // a block of the cache's, freed after the switch, goes back to it
+  REQUIRE(cpu_allocator_stats().live_bytes + 2 * kMiB <= before.live_bytes + 64 * 1024);
   REQUIRE(::setenv("SATCAP_SYSTEM_ALLOCATOR", "1", 1) == 0);
-  auto system = run_satcap({"info"});
+  const bool installed_anyway = install_cpu_allocator();
   ::unsetenv("SATCAP_SYSTEM_ALLOCATOR");
-  REQUIRE(system.exit_code == 0);
-  REQUIRE_THAT(system.out, Catch::Contains("LibTorch's CPU allocator"));
+  REQUIRE_FALSE(installed_anyway);
+  REQUIRE(c10::GetCPUAllocator() == c10::GetDefaultCPUAllocator());
+  REQUIRE(install_cpu_allocator());
+  REQUIRE(c10::GetCPUAllocator() == ours);
 }

@@ -33,6 +33,7 @@
 
 #include "satcap/adam_step.h"
 #include "satcap/build_config.h"
+#include "satcap/cpu_allocator.h"
 #include "satcap/dataset.h"
 #include "satcap/decoder.h"
 #include "satcap/encoder.h"
@@ -946,7 +947,9 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
     report["sgemm"] = s;
   }
 
-  // 2. satcap's training step
+  // 2. satcap's training step, with the CPU allocator `satcap train` uses (satcap/cpu_allocator.h);
+  // the beam search and the encoder below run with LibTorch's, as `caption` and `prepare` do.
+  install_cpu_allocator();
   const bool run_train = wants(options, "train", true);
   const bool run_python = wants(options, "python", true);
   Python py;
@@ -1045,6 +1048,8 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
       }
     }
   }
+
+  uninstall_cpu_allocator();
 
   // 4. beam search
   if (wants(options, "beam", true)) {

@@ -7,6 +7,7 @@
 #include <c10/core/impl/alloc_cpu.h>
 #include <c10/util/Exception.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -187,30 +188,42 @@ class CachingCpuAllocator final : public c10::Allocator {
   }
 };
 
-std::once_flag install_once;
-bool installed = false;
+std::mutex install_mutex;
+std::uint8_t install_priority = 0;    // c10 keeps the allocator of the highest priority set so far
+std::atomic<bool> installed{false};  // read by cpu_allocator_stats on any thread
+std::atomic<bool> ever_installed{false};
 
 }  // namespace
 
 bool install_cpu_allocator() {
-  std::call_once(install_once, [] {
-    const char* system = std::getenv("SATCAP_SYSTEM_ALLOCATOR");
-    if (system != nullptr && std::strcmp(system, "1") == 0) return;
-    static CachingCpuAllocator allocator;
-    // Above the priority of LibTorch's own registration (0), so a later default cannot replace it.
-    c10::SetCPUAllocator(&allocator, /*priority=*/1);
-    installed = true;
-  });
-  return installed;
+  std::lock_guard<std::mutex> lock(install_mutex);
+  if (installed) return true;
+  const char* system = std::getenv("SATCAP_SYSTEM_ALLOCATOR");
+  if (system != nullptr && std::strcmp(system, "1") == 0) return false;
+  static CachingCpuAllocator allocator;
+  TORCH_CHECK(install_priority < 255, "satcap CPU allocator: switched too often");
+  c10::SetCPUAllocator(&allocator, ++install_priority);  // above LibTorch's own registration (0)
+  installed = true;
+  ever_installed = true;
+  return true;
+}
+
+void uninstall_cpu_allocator() {
+  std::lock_guard<std::mutex> lock(install_mutex);
+  if (!installed) return;
+  TORCH_CHECK(install_priority < 255, "satcap CPU allocator: switched too often");
+  c10::SetCPUAllocator(c10::GetDefaultCPUAllocator(), ++install_priority);
+  installed = false;
+  cache().release();
 }
 
 CpuAllocatorStats cpu_allocator_stats() {
-  if (!installed) return {};
+  if (!ever_installed) return {};
   CpuAllocatorStats s = cache().stats();
-  s.installed = true;
+  s.installed = installed;
   return s;
 }
 
-std::size_t release_cached_blocks() { return installed ? cache().release() : 0; }
+std::size_t release_cached_blocks() { return ever_installed ? cache().release() : 0; }
 
 }  // namespace satcap

@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "satcap/build_config.h"
-#include "satcap/cpu_allocator.h"
+#include "satcap/cpu_allocator.h"  // release_cached_blocks
 #include "satcap/error.h"
 
 namespace satcap {
@@ -34,7 +34,6 @@ int available_cores() {
 }
 
 void tune_allocator() {
-  install_cpu_allocator();
   for (const char* var : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"}) {
     if (std::getenv(var)) return;
   }
@@ -169,10 +168,6 @@ std::string build_summary() {
     out << ", OpenBLAS kernels " << k.active;
     if (k.switched) out << " (chosen by satcap: OpenBLAS fell back to " << k.detected << " on this CPU)";
   }
-  if (cpu_allocator_stats().installed)
-    out << ", CPU tensors of " << (kLargeBlockBytes >> 20) << " MiB and more from satcap's block cache";
-  else
-    out << ", LibTorch's CPU allocator";
   return out.str();
 }
 

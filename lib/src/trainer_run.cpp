@@ -8,6 +8,7 @@
 #include "satcap/build_config.h"
 #include "satcap/bundle.h"
 #include "satcap/captioner.h"
+#include "satcap/cpu_allocator.h"
 #include "satcap/dataset.h"
 #include "satcap/encoder.h"
 #include "satcap/error.h"
@@ -216,6 +217,10 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
     throw UsageError("--resume: the checkpoint's decoder (vocabulary " + std::to_string(dopts.vocab_size) +
                      ", feature dim " + std::to_string(dopts.feature_dim) + ") does not fit the data (vocabulary " +
                      std::to_string(vocab.size()) + ", feature dim " + std::to_string(feature_dim) + ")");
+  // Large tensors from satcap's block cache from here on, unless the encoder runs in every step
+  // (see satcap/cpu_allocator.h: its forward is faster on glibc's heap). Features prepared above
+  // have been written already.
+  if (!tuned) install_cpu_allocator();
   at::manual_seed(options.seed);
   Decoder decoder(dopts);
 

@@ -16,6 +16,14 @@
 // so the cache's memory is bounded by the program's own peak working set, whatever the order of
 // sizes and however many steps. Smaller blocks go to LibTorch's usual allocation (c10::alloc_cpu,
 // glibc's heap).
+//
+// Where it is used: training on stored features (`satcap train` without --fine-tune-encoder, and
+// the benchmark's training steps), whose tensors repeat from step to step. Not the encoder's
+// forward (prepare, caption, encode, fine-tuning): MobileNetV2's activations are some sixty
+// different sizes per batch, far more in sum than the peak live, and blocks are not split, so the
+// bound unmapped and mapped them again in every forward: `bench --only prepare` ran its bare forward
+// at 43-46 images/s against 89-99 with LibTorch's allocator, where glibc's heap reuses one region
+// for many sizes.
 #pragma once
 
 #include <cstddef>
@@ -41,10 +49,17 @@ struct CpuAllocatorStats {
 
 // Makes this allocator LibTorch's CPU allocator (c10::SetCPUAllocator) for tensors allocated from
 // now on; tensors allocated before keep their own deleters. Does nothing and returns false when
-// SATCAP_SYSTEM_ALLOCATOR=1 is in the environment (LibTorch's allocator stays). Idempotent.
+// SATCAP_SYSTEM_ALLOCATOR=1 is in the environment (LibTorch's allocator stays). Returns true when
+// it is (now) installed.
 bool install_cpu_allocator();
 
-// The large-block cache's figures (zeros and installed = false before install_cpu_allocator).
+// LibTorch's default CPU allocator again for new tensors; the cached blocks are unmapped (blocks
+// still in use return to the cache when freed). Each switch raises c10's allocator priority: a
+// process can switch up to 255 times.
+void uninstall_cpu_allocator();
+
+// The large-block cache's figures (zeros before the first install_cpu_allocator); installed says
+// whether it serves new tensors now.
 CpuAllocatorStats cpu_allocator_stats();
 
 // Unmaps every cached free block (live blocks stay); returns the bytes handed back.

@@ -23,14 +23,13 @@ int max_threads();
 int configure_threads(int requested);
 
 // Keeps freed memory in the process for reuse instead of handing it back to the kernel after every
-// tensor. LibTorch frees and reallocates tens of megabytes per decoding step; with glibc's defaults
+// tensor: glibc serves blocks up to 1 GiB from its heap and trims it only above 2 GiB of free top
+// memory. LibTorch frees and reallocates tens of megabytes per decoding step; with glibc's defaults
 // each such block is a fresh mmap whose pages are faulted in and zeroed again (measured with
-// `satcap bench`: about 2x the training step's speed). Two parts:
-// - CPU tensors of kLargeBlockBytes and more come from satcap's block cache (install_cpu_allocator,
-//   satcap/cpu_allocator.h), whose memory stays within 1.25x the peak live total;
-// - glibc serves the rest from its heap and trims it only above 2 GiB of free top memory. This part
-//   does nothing when MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ or MALLOC_TOP_PAD_ is set in
-//   the environment (the user's choice wins).
+// `satcap bench`: about 2x the training step's speed). Does nothing when MALLOC_MMAP_THRESHOLD_,
+// MALLOC_TRIM_THRESHOLD_ or MALLOC_TOP_PAD_ is set in the environment (the user's choice wins).
+// Training on stored features replaces this heap for large tensors with satcap's block cache
+// (satcap/cpu_allocator.h), whose memory does not depend on the heap's layout.
 void tune_allocator();
 
 // Hands free memory back to the kernel: the block cache's cached blocks and the heap's free pages
