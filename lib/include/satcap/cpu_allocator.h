@@ -1,6 +1,6 @@
 // LibTorch's CPU allocator for satcap: large tensors come from a cache of mapped blocks whose total
-// never exceeds the largest amount live at once, so a process's memory no longer depends on where
-// glibc's heap happened to place them.
+// stays within 1.25x the largest amount live at once, so a process's memory no longer depends on
+// where glibc's heap happened to place them.
 //
 // Why: with tune_allocator's thresholds (runtime.h) every tensor lives in glibc's heap, which is
 // never handed back. Training's tensors change size from batch to batch (caption lengths), so the
