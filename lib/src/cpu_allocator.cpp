@@ -67,7 +67,7 @@ class BlockCache {
     }
     void* base = map(bytes);
     if (base == nullptr) {
-      while (!free_.empty()) unmap(std::prev(free_.end()));
+      unmap_all();
       base = map(bytes);
     }
     if (base == nullptr) {
@@ -87,9 +87,7 @@ class BlockCache {
 
   std::size_t release() {
     std::lock_guard<std::mutex> lock(mutex_);
-    std::size_t released = cached_;
-    while (!free_.empty()) unmap(std::prev(free_.end()));
-    return released;
+    return unmap_all();
   }
 
   CpuAllocatorStats stats() const {
@@ -129,6 +127,13 @@ class BlockCache {
     cached_ -= it->first;
     ++unmapped_;
     free_.erase(it);
+  }
+
+  // Every cached block; returns the bytes handed back.
+  std::size_t unmap_all() {
+    const std::size_t released = cached_;
+    while (!free_.empty()) unmap(std::prev(free_.end()));
+    return released;
   }
 
   mutable std::mutex mutex_;
