@@ -39,6 +39,9 @@ const CommandRegistration registration{
           ->capture_default_str();
       sub.add_option("--attention", opts->bench.attention, "Attention kinds to measure: both, soft or hard")
           ->capture_default_str();
+      sub.add_option("--precision", opts->bench.precision,
+                     "Training steps' precision, satcap's and Python's: fp32, bf16 or fp16 (fp16: CUDA only)")
+          ->capture_default_str();
       sub.add_option("--growth-sizes", opts->bench.growth_sizes, "Dataset sizes of the growth runs (\"\" = 2000,20000)")
           ->delimiter(',')
           ->capture_default_str();

@@ -100,6 +100,9 @@ const CommandRegistration registration{
           "With --fine-tune-encoder: the encoder's last N blocks up to the feature layer are trained "
           "(mobilenet_v2 2 = block_12 + block_13_expand; inception_v3 2 = mixed6 + mixed7)");
       add(o.encoder_lr, "--encoder-lr", "encoder_lr", "With --fine-tune-encoder: Adam learning rate of the encoder's blocks");
+      add(o.precision, "--precision", "precision",
+          "Mixed precision of the training step: fp32, bf16 (autocast to bfloat16; CUDA, or the CPU's slower "
+          "reference path) or fp16 (autocast to float16 with loss scaling; CUDA only)");
 
       return [t] {
         std::set<std::string> given;

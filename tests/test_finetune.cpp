@@ -170,6 +170,41 @@ TEST_CASE("fine-tuning trains the top blocks only: finite loss, gradients reach 
   CHECK(at::allclose(encoder->encode({img}), h_frozen, 1e-4, 1e-4));
 }
 
+TEST_CASE("fine-tuning with --precision bf16: the encoder runs under autocast, its float32 weights get gradients",
+          "[finetune]") {
+  if (!have_encoder()) {
+    WARN("models/embedded/mobilenet_v2 not imported (run tools/setup.sh): skipping");
+    return;
+  }
+  auto encoder = tunable(2);
+  const auto before = snapshot(*encoder);
+  auto d = image_data(encoder.get());
+  TrainOptions o = tiny_options();
+  o.max_steps = 2;
+  o.precision = "bf16";
+  Decoder decoder = new_decoder(*d, o, *encoder);
+  auto out = fresh_temp_dir("finetune_bf16");
+  TrainSummary s = train_decoder(decoder, d->data, d->vocab, o, out, {}, c10::Device(c10::kCPU), true);
+  CHECK(s.steps == 2);
+  std::ifstream log(out / "train_log.jsonl");
+  int train_records = 0;
+  for (std::string line; std::getline(log, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.at("kind") != "train") continue;
+    ++train_records;
+    CHECK(std::isfinite(j.at("loss").get<double>()));
+  }
+  CHECK(train_records == 2);
+  int changed = 0;
+  for (auto& [name, t] : encoder->named_trainable_parameters()) {
+    CHECK(t.scalar_type() == at::kFloat);
+    REQUIRE(t.grad().defined());
+    CHECK(t.grad().scalar_type() == at::kFloat);
+    if (!at::equal(t, before.at(name))) ++changed;
+  }
+  CHECK(changed > static_cast<int>(before.size()) / 2);
+}
+
 TEST_CASE("fine-tuning: k steps, then --resume for k more, gives the weights of 2k steps straight", "[finetune]") {
   if (!have_encoder()) {
     WARN("models/embedded/mobilenet_v2 not imported (run tools/setup.sh): skipping");

@@ -143,6 +143,49 @@ TEST_CASE("a few training steps lower the loss and validation decodes real capti
   CHECK(fs::file_size(dir / "curves.png") > 1000);
 }
 
+TEST_CASE("precision bf16: autocast training learns on the CPU, its first loss near float32's", "[train]") {
+  for (const std::string attention : {"soft", "hard"}) {
+    DYNAMIC_SECTION(attention << " attention") {
+      Synthetic s = make_synthetic();
+      TrainOptions o = tiny_options();
+      o.attention = attention;
+      o.epochs = 12;
+      o.dropout = 0;
+      o.val_every = 12;
+      auto fp32_dir = fresh_temp_dir("train_fp32_" + attention), bf16_dir = fresh_temp_dir("train_bf16_" + attention);
+      Decoder reference = new_decoder(s, o);
+      train_decoder(reference, s.data, s.vocab, o, fp32_dir, {}, c10::Device(c10::kCPU), true);
+      o.precision = "bf16";
+      Decoder d = new_decoder(s, o);
+      TrainSummary summary = train_decoder(d, s.data, s.vocab, o, bf16_dir, {}, c10::Device(c10::kCPU), true);
+      auto fp32 = log_records(fp32_dir, "train"), bf16 = log_records(bf16_dir, "train");
+      REQUIRE(bf16.size() == 36);
+      CHECK(summary.steps == 36);
+      // The same weights and batch: bfloat16's 8-bit mantissa moves the first loss by well under 5%.
+      const double first = bf16.front().at("nll").get<double>(), first32 = fp32.front().at("nll").get<double>();
+      CHECK(std::abs(first - first32) < 0.05 * first32);
+      // It learns as float32 does (hard attention's sampled regions differ between the two runs).
+      const double last = bf16.back().at("nll").get<double>(), last32 = fp32.back().at("nll").get<double>();
+      INFO("first nll " << first << " (fp32 " << first32 << "), last " << last << " (fp32 " << last32 << ")");
+      CHECK(last < 0.6 * first);
+      CHECK(last < 1.5 * last32 + 0.1);
+      CHECK_FALSE(bf16.back().contains("loss_scale"));  // bf16 needs no loss scaling
+      for (auto& item : d->named_parameters()) CHECK(item.value().scalar_type() == at::kFloat);  // weights stay fp32
+    }
+  }
+}
+
+TEST_CASE("precision fp16 is refused on the CPU before training starts", "[train]") {
+  auto dir = fresh_temp_dir("train_fp16_cpu");
+  Synthetic s = make_synthetic();
+  TrainOptions o = tiny_options();
+  o.precision = "fp16";
+  Decoder d = new_decoder(s, o);
+  CHECK_THROWS_WITH(train_decoder(d, s.data, s.vocab, o, dir, {}, c10::Device(c10::kCPU), true),
+                    Catch::Contains("--precision fp16") && Catch::Contains("cuda"));
+  CHECK_FALSE(fs::exists(dir / "checkpoint.pt"));
+}
+
 TEST_CASE("k steps, then --resume for k more, gives the weights of 2k steps straight", "[train]") {
   for (std::string attention : {"soft", "hard"}) {
     DYNAMIC_SECTION(attention << " attention") {
@@ -259,6 +302,9 @@ TEST_CASE("invalid training options are refused naming the option", "[train]") {
   o = {};
   o.lr = -1;
   CHECK_THROWS_AS(validate(o), UsageError);
+  o = {};
+  o.precision = "half";
+  CHECK_THROWS_WITH(validate(o), Catch::Contains("--precision"));
   CHECK_NOTHROW(validate(TrainOptions{}));
 }
 

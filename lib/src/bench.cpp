@@ -39,6 +39,7 @@
 #include "satcap/encoder.h"
 #include "satcap/error.h"
 #include "satcap/image.h"
+#include "satcap/precision.h"
 #include "satcap/prepare.h"
 #include "satcap/runtime.h"
 #include "satcap/search.h"
@@ -66,6 +67,7 @@ void BenchOptions::validate() const {
   if (python.empty()) throw UsageError("--python must name an interpreter");
   if (attention != "both" && attention != "soft" && attention != "hard")
     throw UsageError("--attention '" + attention + "': expected both, soft or hard");
+  parse_precision(precision);  // throws UsageError naming --precision
   for (auto b : batches) {
     if (b < 1) throw UsageError("--batches: every batch size must be at least 1 (got " + std::to_string(b) + ")");
   }
@@ -509,7 +511,7 @@ Batch make_batch(int64_t index, int64_t batch, int64_t vocab, const c10::Device&
 }
 
 json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan, const c10::Device& device,
-                      const std::string& trace) {
+                      Precision precision, const std::string& trace) {
   at::manual_seed(1);
   Decoder decoder(decoder_options(shape));
   decoder->to(device);
@@ -519,12 +521,16 @@ json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan
   for (const auto& p : decoder->parameters()) parameters += p.numel();
   at::Tensor features = at::rand({batch, shape.regions, shape.feature_dim}, at::TensorOptions().device(device));
 
-  auto train_step = [&](const Batch& b) {
-    DecoderOutput out = decoder->forward(features, b.captions, b.lengths);
-    LossTerms loss = decoder->loss(out);
-    clear_grads(adam);  // as satcap train does
-    loss.total.backward();
-    adam_step(adam);  // as satcap train does
+  LossScaler scaler(precision == Precision::fp16);
+  const auto params = decoder->parameters();
+  auto train_step = [&](const Batch& b) {  // as satcap train runs it (lib/src/trainer.cpp)
+    LossTerms loss = [&] {
+      AutocastScope autocast(precision, device);
+      return decoder->loss(decoder->forward(features, b.captions, b.lengths));
+    }();
+    clear_grads(adam);
+    scaler.scaled(loss.total).backward();
+    if (scaler.unscale_and_update(params)) adam_step(adam);
     return loss.nll.item<double>();
   };
   for (int i = 0; i < plan.train_warmup; ++i) train_step(make_batch(i, batch, shape.vocab, device));
@@ -567,6 +573,8 @@ json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan
           {"gflops", gflops},
           {"parameters", parameters},
           {"last_nll", nll},
+          {"precision", precision_name(precision)},
+          {"skipped_steps", scaler.skipped()},
           {"flop_terms", term_list}};
 }
 
@@ -908,6 +916,8 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
   options.validate();
   const Logger log{log_stream};
   const c10::Device device = parse_device(options.device);
+  const Precision precision = parse_precision(options.precision);
+  check_precision(precision, device);
   const Plan plan = make_plan_with_overrides(options);
   const int threads = at::get_num_threads();
   auto bench_start = Clock::now();
@@ -934,9 +944,11 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
                        {"threads", threads},        {"blas", blas["summary"]},
                        {"blas_detail", blas},       {"libtorch", TORCH_VERSION},
                        {"device", device.str()},    {"satcap", SATCAP_VERSION}};
+  report["precision"] = precision_name(precision);
   report["targets"] = json::array();
   report["train_batches"] = plan.train_batches;
-  log("mode ", plan.mode, ", ", threads, " thread(s), device ", device.str(), ", BLAS ", blas["summary"].get<std::string>());
+  log("mode ", plan.mode, ", ", threads, " thread(s), device ", device.str(), ", precision ", precision_name(precision),
+      ", BLAS ", blas["summary"].get<std::string>());
 
   // 1. sgemm peak
   double peak = 0;
@@ -979,7 +991,7 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
     if (run_train) {
       for (int64_t b : plan.train_batches) {
         log("training step, ", hard ? "hard" : "soft", " attention, batch ", b, " ...");
-        json m = measure_training(shape, b, plan, device, options.trace);
+        json m = measure_training(shape, b, plan, device, precision, options.trace);
         log("  satcap: ", std::fixed, std::setprecision(0), m["words_per_s"].get<double>(), " words/s, ",
             std::setprecision(1), m["gflops"].get<double>(), " GFLOP/s");
         record(b, m);
@@ -993,7 +1005,8 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
           log("training step in Python (", script, ".py), ", hard ? "hard" : "soft", " attention, batch ", b, " ...");
           json m = run_script(py, std::string(script) + ".py",
                               {"--batch", bs, "--warmup", std::to_string(plan.python_warmup), "--steps",
-                               std::to_string(plan.python_steps), "--attention", hard ? "hard" : "soft"},
+                               std::to_string(plan.python_steps), "--attention", hard ? "hard" : "soft",
+                               "--precision", options.precision},
                               shape, threads, options.device);
           if (m.contains("error")) {
             log("  ", m["error"].get<std::string>());
@@ -1007,7 +1020,7 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
         }
         if (bracket && section.contains("satcap_b" + bs)) {  // satcap again, after the Python runs
           log("training step, ", hard ? "hard" : "soft", " attention, batch ", b, ", again after Python ...");
-          json again = measure_training(shape, b, plan, device, "");
+          json again = measure_training(shape, b, plan, device, precision, "");
           log("  satcap: ", std::fixed, std::setprecision(0), again["words_per_s"].get<double>(), " words/s");
           record(b, combine_training(section["satcap_b" + bs], again));
         }
@@ -1179,8 +1192,10 @@ std::string format_bench_report(const json& r) {
   }
   for (const std::string sfx : {"", "_hard"}) {
     if (!r.contains("train" + sfx)) continue;
+    const std::string precision = r.value("precision", std::string("fp32"));
     out << "training step, " << (sfx.empty() ? "soft" : "hard")
-        << " attention (words/s; words = predicted tokens, <end> included)\n";
+        << " attention (words/s; words = predicted tokens, <end> included)"
+        << (precision == "fp32" ? std::string() : ", " + precision + " autocast, of the fp32 peak") << "\n";
     out << "  batch   satcap   GFLOP/s  of peak   tutorial  hoisted   vs tutorial  vs hoisted\n";
     for (const auto& bj : r.value("train_batches", json::array())) {
       const int64_t b = bj.get<int64_t>();

@@ -28,6 +28,7 @@
 #include "satcap/error.h"
 #include "satcap/metrics.h"
 #include "satcap/named_tensors.h"
+#include "satcap/precision.h"
 #include "satcap/search.h"
 #include "satcap/training_log.h"
 #include "satcap/vocab.h"
@@ -212,13 +213,19 @@ struct Progress {
   int since_best = 0;     // validations without improvement
   bool early_stopped = false;
   int epochs_completed = 0;
+  // --precision fp16: the loss scaler's state (satcap/precision.h) and the steps it skipped.
+  double loss_scale = 0;  // 0 = not set (a new run, or a checkpoint without it)
+  int64_t loss_scale_good_steps = 0;
+  int64_t skipped_steps = 0;
 
   nlohmann::json to_json() const {
     return {{"epoch", epoch},         {"batch", batch},
             {"step", step},           {"lr", lr}, {"encoder_lr", encoder_lr},
             {"best_bleu4", best_bleu4}, {"best_epoch", best_epoch},
             {"best_scores", best_scores}, {"since_best", since_best},
-            {"early_stopped", early_stopped}, {"epochs_completed", epochs_completed}};
+            {"early_stopped", early_stopped}, {"epochs_completed", epochs_completed},
+            {"loss_scale", loss_scale}, {"loss_scale_good_steps", loss_scale_good_steps},
+            {"skipped_steps", skipped_steps}};
   }
   void from_json(const nlohmann::json& j) {
     epoch = j.at("epoch").get<int>();
@@ -232,6 +239,9 @@ struct Progress {
     since_best = j.at("since_best").get<int>();
     early_stopped = j.at("early_stopped").get<bool>();
     epochs_completed = j.at("epochs_completed").get<int>();
+    loss_scale = j.value("loss_scale", 0.0);  // absent in checkpoints of satcap before --precision
+    loss_scale_good_steps = j.value("loss_scale_good_steps", int64_t{0});
+    skipped_steps = j.value("skipped_steps", int64_t{0});
   }
 };
 
@@ -424,6 +434,8 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
                            const TrainOptions& options, const fs::path& out_dir, const TrainHooks& hooks,
                            c10::Device device, bool quiet) {
   validate(options);
+  const Precision precision = parse_precision(options.precision);
+  check_precision(precision, device);  // before anything is written
   if (data.train.empty()) throw InputError("no training captions (is the dataset's train split empty?)");
   if (!data.gather && !data.encoder) throw InputError("no feature source");
   if (data.encoder && !data.images) throw InputError("fine-tuning: no image source");
@@ -468,6 +480,11 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
   ProgressBar bar(total_steps, p.step, quiet, options.log_every);
   SignalGuard signals;
   auto params = decoder->parameters();
+  // Mixed precision: autocast around the forward and the loss; float16 scales the loss.
+  LossScaler scaler(precision == Precision::fp16);
+  if (p.loss_scale > 0) scaler.restore(p.loss_scale, p.loss_scale_good_steps);
+  std::vector<at::Tensor> scaled_params = params;  // every parameter whose gradient the scale multiplies
+  scaled_params.insert(scaled_params.end(), encoder_params.begin(), encoder_params.end());
 
   TrainSummary summary;
   auto fill_summary = [&] {
@@ -532,10 +549,13 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
             rows.push_back(data.train[static_cast<std::size_t>(i)].feature_row);
           next_images = std::async(std::launch::async, [&data, rows = std::move(rows)] { return load_images(data, rows); });
         }
+        AutocastScope autocast(precision, device);  // the encoder's forward too
         batch.features = features_of(data, batch.rows, device, &images);  // [B, n, D], with autograd
       }
-      DecoderOutput out = decoder->forward(batch.features, batch.captions, batch.lengths);
-      LossTerms terms = decoder->loss(out);
+      LossTerms terms = [&] {
+        AutocastScope autocast(precision, device);  // the forward and the loss only, not the backward
+        return decoder->loss(decoder->forward(batch.features, batch.captions, batch.lengths));
+      }();
       double total = terms.total.item<double>();
       if (!std::isfinite(total)) {
         stop("step " + std::to_string(p.step + 1) + " (epoch " + std::to_string(p.epoch + 1) + "): the loss is " +
@@ -544,16 +564,25 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
       }
       clear_grads(optimizer);  // no zero-filled gradients to add into (satcap/adam_step.h)
       if (encoder_optimizer) clear_grads(*encoder_optimizer);
-      terms.total.backward();
-      if (options.grad_clip > 0) {  // the decoder's and the encoder's gradients are clipped separately
-        double norm = torch::nn::utils::clip_grad_norm_(params, options.grad_clip);
-        if (encoder_optimizer) norm += torch::nn::utils::clip_grad_norm_(encoder_params, options.grad_clip);
-        if (!std::isfinite(norm))
-          stop("step " + std::to_string(p.step + 1) + ": the gradient norm is not finite, training stopped "
-               "before the update (lower --lr)");
+      scaler.scaled(terms.total).backward();
+      // fp16: gradients back to their true size; a step whose gradients overflowed is skipped (the
+      // batch is used up all the same) and the scale halved.
+      const bool finite = scaler.unscale_and_update(scaled_params);
+      p.loss_scale = scaler.enabled() ? scaler.scale() : 0.0;
+      p.loss_scale_good_steps = scaler.good_steps();
+      if (finite) {
+        if (options.grad_clip > 0) {  // the decoder's and the encoder's gradients are clipped separately
+          double norm = torch::nn::utils::clip_grad_norm_(params, options.grad_clip);
+          if (encoder_optimizer) norm += torch::nn::utils::clip_grad_norm_(encoder_params, options.grad_clip);
+          if (!std::isfinite(norm))
+            stop("step " + std::to_string(p.step + 1) + ": the gradient norm is not finite, training stopped "
+                 "before the update (lower --lr)");
+        }
+        adam_step(optimizer);  // Adam::step's update in one pass per parameter (satcap/adam_step.h)
+        if (encoder_optimizer) adam_step(*encoder_optimizer);
+      } else {
+        ++p.skipped_steps;
       }
-      adam_step(optimizer);  // Adam::step's update in one pass per parameter (satcap/adam_step.h)
-      if (encoder_optimizer) adam_step(*encoder_optimizer);
       ++p.batch;
       ++p.step;
 
@@ -579,6 +608,10 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
                                  {"time_s", elapsed()}};
         if (options.attention == "hard") record["baseline"] = scalar(decoder->baseline());
         if (encoder_optimizer) record["encoder_lr"] = p.encoder_lr;
+        if (scaler.enabled()) {
+          record["loss_scale"] = scaler.scale();
+          record["skipped_steps"] = p.skipped_steps;
+        }
         log.write(record);
         char note[64];
         std::snprintf(note, sizeof note, "epoch %d, loss %.3f", p.epoch + 1, sum_total / k);

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "satcap/error.h"
+#include "satcap/precision.h"
 #include "satcap/trainer.h"
 
 namespace satcap {
@@ -60,6 +61,7 @@ void validate(const TrainOptions& o) {
           "--fine-tune-blocks must be at least 1 (got " + std::to_string(o.fine_tune_blocks) + ")");
   require(std::isfinite(o.encoder_lr) && o.encoder_lr > 0,
           "--encoder-lr must be a positive number (got " + str(o.encoder_lr) + ")");
+  parse_precision(o.precision);  // throws UsageError naming --precision
   require(o.max_steps >= 0, "--max-steps must be 0 (no limit) or positive (got " + std::to_string(o.max_steps) + ")");
 }
 
@@ -90,7 +92,8 @@ void validate(const TrainOptions& o) {
   X(resume)                           \
   X(fine_tune_encoder)                \
   X(fine_tune_blocks)                 \
-  X(encoder_lr)
+  X(encoder_lr)                       \
+  X(precision)
 
 nlohmann::json to_json(const TrainOptions& o) {
   nlohmann::json j = nlohmann::json::object();

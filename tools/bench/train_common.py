@@ -17,6 +17,8 @@ Random features [B, 196, 2048] and random word ids; the caption lengths come fro
 same draw satcap's C++ benchmark uses. Prints one JSON line: words/s (words = predicted tokens,
 <end> included) and seconds per step.
 """
+import contextlib
+
 import benchutil
 import torch
 from torch import nn
@@ -135,6 +137,11 @@ class Trainer:
 
     def __init__(self, decoder, args):
         self.decoder = decoder
+        # Mixed precision as PyTorch's AMP recipe writes it: autocast around the forward and the
+        # loss, a GradScaler for float16.
+        self.device_type = torch.device(args.device).type
+        self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
+        self.scaler = torch.cuda.amp.GradScaler() if args.precision == "fp16" else None
         self.criterion = nn.CrossEntropyLoss()
         self.optimizer = torch.optim.Adam(params=filter(lambda p: p.requires_grad, decoder.parameters()), lr=4e-4)
         self.alpha_c = 1.0
@@ -142,6 +149,28 @@ class Trainer:
         self.baseline = 0.0
 
     def step(self, imgs, caps, caplens):
+        amp = (torch.autocast(self.device_type, dtype=self.amp_dtype) if self.amp_dtype is not None
+               else contextlib.nullcontext())
+        with amp:
+            loss = self.forward_loss(imgs, caps, caplens)
+        self.optimizer.zero_grad()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        for group in self.optimizer.param_groups:  # utils.clip_gradient
+            for param in group["params"]:
+                if param.grad is not None:
+                    param.grad.data.clamp_(-self.grad_clip, self.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return float(loss)
+
+    def forward_loss(self, imgs, caps, caplens):
         scores, caps_sorted, decode_lengths, alphas, sort_ind, log_p_s, entropy = self.decoder(imgs, caps, caplens)
         targets = caps_sorted[:, 1:]
         scores_packed = pack_padded_sequence(scores, decode_lengths, batch_first=True).data
@@ -154,14 +183,7 @@ class Trainer:
                                               reduction="none", ignore_index=benchutil.PAD).sum(1)
             loss = loss + (0.1 * (nll.detach() - self.baseline) * log_p_s).mean() - 0.002 * entropy.mean()
             self.baseline = 0.9 * self.baseline + 0.1 * float(nll.mean())
-        self.optimizer.zero_grad()
-        loss.backward()
-        for group in self.optimizer.param_groups:  # utils.clip_gradient
-            for param in group["params"]:
-                if param.grad is not None:
-                    param.grad.data.clamp_(-self.grad_clip, self.grad_clip)
-        self.optimizer.step()
-        return float(loss)
+        return loss
 
 
 def build_decoder(args, device, cls=DecoderWithAttention):
@@ -175,6 +197,8 @@ def main(cls=DecoderWithAttention, name="train_common"):
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--attention", choices=["soft", "hard"], default="soft")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="autocast dtype of the forward and the loss (fp16 with a GradScaler)")
     args = p.parse_args()
     if args.quick:
         args.steps = min(args.steps, 1)
@@ -199,7 +223,8 @@ def main(cls=DecoderWithAttention, name="train_common"):
     benchutil.sync(torch_, device)
     seconds = benchutil.now() - start
     cpu_seconds = benchutil.cpu_now() - cpu0
-    benchutil.emit({"script": name, "attention": args.attention, "batch": args.batch, "steps": args.steps,
+    benchutil.emit({"script": name, "attention": args.attention, "precision": args.precision,
+                    "batch": args.batch, "steps": args.steps,
                     "warmup": args.warmup, "threads": torch.get_num_threads(), "torch": torch.__version__,
                     "words": words, "seconds": seconds, "cpu_seconds": cpu_seconds,
                     "words_per_s": words / seconds, "words_per_cpu_s": words / cpu_seconds,

@@ -49,6 +49,9 @@ struct BenchOptions {
   std::vector<int64_t> growth_sizes;
   // Attention kinds to measure: "both", "soft" or "hard".
   std::string attention = "both";
+  // Precision of the training steps, satcap's and the Python scripts' alike (satcap/precision.h):
+  // "fp32", "bf16" or "fp16" (fp16: CUDA only). The sgemm peak stays float32.
+  std::string precision = "fp32";
   // With a path: LibTorch's profiler records the timed training steps of the last measured batch
   // size and attention kind and writes a Chrome trace (chrome://tracing, Perfetto) there.
   std::string trace;

@@ -86,6 +86,10 @@ struct TrainOptions {
   // With fine_tune_encoder: Adam's learning rate for the encoder's blocks (the common
   // reimplementation: 1e-4); it decays with the decoder's.
   double encoder_lr = 1e-4;
+  // Mixed precision of the training step (satcap/precision.h): "fp32", "bf16" (autocast to
+  // bfloat16) or "fp16" (autocast to float16 with dynamic loss scaling; CUDA only). Parameters,
+  // Adam's state and checkpoints stay float32; validation decodes in float32.
+  std::string precision = "fp32";
 };
 
 // Throws UsageError naming the option ("--batch must be at least 1 (got 0)").
