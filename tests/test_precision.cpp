@@ -25,6 +25,7 @@ TEST_CASE("precision names parse, and fp16 is refused on the CPU", "[precision]"
 
 TEST_CASE("an autocast scope casts matrix products while it lives, and nests", "[precision]") {
   const c10::Device cpu(c10::kCPU);
+  at::manual_seed(11);
   auto a = at::randn({4, 8}), b = at::randn({8, 3});
   REQUIRE(at::mm(a, b).scalar_type() == at::kFloat);
   // The product of the operands rounded to bfloat16, summed in float32: what autocast computes.
@@ -37,7 +38,10 @@ TEST_CASE("an autocast scope casts matrix products while it lives, and nests", "
     AutocastScope outer(Precision::bf16, cpu);
     auto y = at::mm(a, b);
     CHECK(y.scalar_type() == at::kBFloat16);
-    CHECK(at::allclose(y.to(at::kFloat), rounded, 1e-2, 1e-2));
+    // LibTorch's CPU product may round its partial sums to bfloat16 too: 8 terms of |a b| < 10, each
+    // sum within about 2^-8 of its size.
+    CHECK((y.to(at::kFloat) - rounded).abs().max().item<float>() < 0.15f);
+    CHECK((y.to(at::kFloat) - rounded).abs().max().item<float>() < 0.05f * rounded.abs().max().item<float>());
     CHECK(at::add(a, a).scalar_type() == at::kFloat);  // pointwise operations are not cast
     {
       AutocastScope inner(Precision::bf16, cpu);
