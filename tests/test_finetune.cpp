@@ -85,6 +85,17 @@ TrainOptions tiny_options() {
   return o;
 }
 
+// The "train" records of a run's log.
+std::vector<nlohmann::json> train_records(const fs::path& out) {
+  std::vector<nlohmann::json> records;
+  std::ifstream log(out / "train_log.jsonl");
+  for (std::string line; std::getline(log, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.at("kind") == "train") records.push_back(j);
+  }
+  return records;
+}
+
 Decoder new_decoder(const ImageData& d, const TrainOptions& o, const Encoder& e) {
   at::manual_seed(o.seed);
   return Decoder(decoder_options_for(o, static_cast<int>(d.vocab.size()), e.dim(), e.regions()));
@@ -138,16 +149,12 @@ TEST_CASE("fine-tuning trains the top blocks only: finite loss, gradients reach 
   CHECK(s.steps == 2);
 
   // The loss is finite at every logged step.
-  std::ifstream log(out / "train_log.jsonl");
-  int train_records = 0;
-  for (std::string line; std::getline(log, line);) {
-    auto j = nlohmann::json::parse(line);
-    if (j.at("kind") != "train") continue;
-    ++train_records;
+  const auto records = train_records(out);
+  CHECK(records.size() == 2);
+  for (const auto& j : records) {
     CHECK(std::isfinite(j.at("loss").get<double>()));
     CHECK(j.at("encoder_lr") == o.encoder_lr);
   }
-  CHECK(train_records == 2);
 
   // The last step's gradients reached every tuned tensor, and the tensors moved.
   int nonzero = 0, changed = 0;
@@ -186,15 +193,9 @@ TEST_CASE("fine-tuning with --precision bf16: the encoder runs under autocast, i
   auto out = fresh_temp_dir("finetune_bf16");
   TrainSummary s = train_decoder(decoder, d->data, d->vocab, o, out, {}, c10::Device(c10::kCPU), true);
   CHECK(s.steps == 2);
-  std::ifstream log(out / "train_log.jsonl");
-  int train_records = 0;
-  for (std::string line; std::getline(log, line);) {
-    auto j = nlohmann::json::parse(line);
-    if (j.at("kind") != "train") continue;
-    ++train_records;
-    CHECK(std::isfinite(j.at("loss").get<double>()));
-  }
-  CHECK(train_records == 2);
+  const auto records = train_records(out);
+  CHECK(records.size() == 2);
+  for (const auto& j : records) CHECK(std::isfinite(j.at("loss").get<double>()));
   int changed = 0;
   for (auto& [name, t] : encoder->named_trainable_parameters()) {
     CHECK(t.scalar_type() == at::kFloat);
