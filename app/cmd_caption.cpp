@@ -37,6 +37,9 @@ const CommandRegistration registration{
           ->check(CLI::IsMember({"expected", "sample", "argmax"}));
       sub.add_option("--batch", c.batch_size, "Images per batch (encoder and batched beam search)")->capture_default_str();
       sub.add_option("--seed", c.seed, "Seed of the random draws (--hard-decode sample, --samples)")->capture_default_str();
+      sub.add_option("--precision", c.precision,
+                     "Encoder and search under autocast: fp32, bf16 or fp16 (fp16: CUDA only; bf16 on the CPU is slower)")
+          ->capture_default_str();
       sub.add_option("--format", opts->format,
                      "Output: text (PATH<TAB>caption), json (words, attention rows, grid, scores) or coco "
                      "([{image_id, caption}], image_id = last number in the file name, else the input position from 0)")

@@ -185,6 +185,9 @@ TEST_CASE("caption options are validated with the option's name", "[caption]") {
   o = {};
   o.batch_size = 0;
   CHECK_THROWS_WITH(validate(o), Catch::Contains("--batch"));
+  o = {};
+  o.precision = "int8";
+  CHECK_THROWS_WITH(validate(o), Catch::Contains("--precision"));
   CaptionRunOptions r;
   r.inputs = {"x.jpg"};
   r.overlay.write_video = true;
@@ -475,4 +478,37 @@ TEST_CASE("the embedded default model captions the shipped samples end to end", 
   }
   REQUIRE(scene_seen);
   REQUIRE(fs::file_size(dir / "gallery.html") > 0);
+}
+
+TEST_CASE("captioning under bf16 autocast on the CPU: valid output, scores near float32's, the same objects",
+          "[caption][default-model]") {
+  const fs::path samples = source_dir() / "datasets" / "samples";
+  auto run = [&](const std::string& precision) {
+    return run_satcap({"caption", samples.string(), "--format", "json", "--beam", "3", "--precision", precision});
+  };
+  const auto fp32 = run("fp32"), bf16 = run("bf16");
+  INFO(fp32.err << bf16.err);
+  REQUIRE(fp32.exit_code == 0);
+  REQUIRE(bf16.exit_code == 0);
+  const json a = json::parse(fp32.out), b = json::parse(bf16.out);
+  REQUIRE(a.size() == b.size());
+  REQUIRE(a.size() >= 2);
+  bool moved = false;  // autocast really ran: some score is not float32's to the last bit
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    INFO(a[i].at("caption") << " / " << b[i].at("caption"));
+    check_json_entry(b[i], 1);  // attention rows of the right size, each summing to 1 (float32 softmax)
+    // bfloat16 rounds the products: the best caption's log-probability moves by a few percent
+    // (measured: -5.09 / -5.00 and -4.67 / -4.37), and a close second may win (a relation word).
+    const double s32 = a[i].at("score").get<double>(), s16 = b[i].at("score").get<double>();
+    CHECK(std::abs(s16 - s32) < 0.15 * std::abs(s32));
+    moved = moved || s16 != s32;
+    if (fs::path(b[i].at("image").get<std::string>()).filename() == "scene-1.jpg") {
+      const auto words = words_of(b[i].at("caption").get<std::string>());
+      for (const char* w : {"star", "hexagon"}) CHECK(std::find(words.begin(), words.end(), w) != words.end());
+    }
+  }
+  CHECK(moved);
+  const auto fp16 = run("fp16");
+  CHECK(fp16.exit_code == 2);
+  CHECK_THAT(fp16.err, Catch::Contains("--device cuda"));
 }

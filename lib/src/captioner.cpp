@@ -28,6 +28,7 @@
 #include "satcap/decoder.h"
 #include "satcap/encoder.h"
 #include "satcap/error.h"
+#include "satcap/precision.h"
 #include "satcap/runtime.h"
 #include "satcap/search.h"
 #include "satcap/vocab.h"
@@ -61,6 +62,7 @@ void validate(const CaptionerOptions& o) {
     bad("--batch must be between 1 and 4096 (got " + std::to_string(o.batch_size) + ")");
   if (o.samples_per_word < 0 || o.samples_per_word > 1000)
     bad("--samples-per-word must be between 0 and 1000 (got " + std::to_string(o.samples_per_word) + ")");
+  parse_precision(o.precision);  // throws UsageError naming --precision
 }
 
 std::string ImageCaption::caption() const {
@@ -163,6 +165,7 @@ std::unique_ptr<Encoder> load_bundle_encoder(const Bundle& bundle, const std::st
 struct Captioner::Impl {
   CaptionerOptions options;
   c10::Device device{c10::kCPU};
+  Precision precision = Precision::fp32;
   Bundle bundle;
   std::unique_ptr<Encoder> encoder;
   SearchOptions search;
@@ -176,6 +179,8 @@ Captioner::Captioner(const CaptionerOptions& options, c10::Device device) : impl
   Impl& m = *impl_;
   m.options = options;
   m.device = device;
+  m.precision = parse_precision(options.precision);
+  check_precision(m.precision, device);
   fs::path dir = options.model.empty() ? default_model_dir() : fs::path(options.model);
   if (options.model.empty() && !fs::exists(dir))
     throw ModelError(dir.string() + ": the default model is missing; run tools/setup.sh (it installs models/default), "
@@ -228,8 +233,10 @@ std::vector<ImageCaption> caption_batch(Captioner::Impl& m, const std::vector<cv
   std::vector<std::vector<Hypothesis>> hyps;
   {
     at::NoGradGuard no_grad;
+    AutocastScope autocast(m.precision, m.device);  // fp32: nothing
     const auto t0 = std::chrono::steady_clock::now();
-    at::Tensor features = m.encoder->encode(rgb);  // [B, n, D]
+    // [B, n, D]; float32 also under autocast, so that the search sums its scores in float32
+    at::Tensor features = m.encoder->encode(rgb).to(at::kFloat);
     const auto t1 = std::chrono::steady_clock::now();
     hyps = search(m.bundle.decoder, features, m.tokens, m.search);
     m.encode_seconds += std::chrono::duration<double>(t1 - t0).count();

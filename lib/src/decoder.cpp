@@ -270,8 +270,10 @@ std::pair<at::Tensor, at::Tensor> DecoderImpl::attend(const DecoderState& st) {
 }
 
 std::pair<at::Tensor, at::Tensor> DecoderImpl::normalise(const at::Tensor& e) {
-  auto log_alpha = at::log_softmax(e, 1);  // [R, n]
-  auto alpha = at::softmax(e, 1);          // [R, n]  alpha_t (eq. 5)
+  // float32 whatever the scores' type (under autocast they may be bfloat16 or float16): the
+  // attention weights sum to 1 and hard attention samples from them.
+  auto log_alpha = at::log_softmax(e, 1, at::kFloat);  // [R, n]
+  auto alpha = at::softmax(e, 1, at::kFloat);          // [R, n]  alpha_t (eq. 5)
   return {alpha, log_alpha};
 }
 
@@ -321,7 +323,7 @@ StepOutput DecoderImpl::step(const at::Tensor& prev_ids, DecoderState& st, HardD
   st.h = std::get<0>(hc);
   st.c = std::get<1>(hc);
   auto logits = output_logits(emb, st.h, z);  // [R, V]
-  return {at::log_softmax(logits, 1), alpha};
+  return {at::log_softmax(logits, 1, at::kFloat), alpha};  // float32: the beam sums these
 }
 
 DecoderOutput DecoderImpl::forward(const at::Tensor& features, const at::Tensor& captions,

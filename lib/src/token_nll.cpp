@@ -60,7 +60,7 @@ at::Tensor token_nll(const at::Tensor& logits, const at::Tensor& targets) {
                      " do not fit [N, V] and [N]");
   auto t = targets.to(at::kLong);
   if (!detail::cpu_float({&logits}))  // gather checks the ids itself
-    return -at::log_softmax(logits, 1).gather(1, t.unsqueeze(1)).squeeze(1);
+    return -at::log_softmax(logits, 1, at::kFloat).gather(1, t.unsqueeze(1)).squeeze(1);  // float32 under autocast too
   if (t.numel() > 0) {
     const int64_t lo = t.min().item<int64_t>(), hi = t.max().item<int64_t>();
     if (lo < 0 || hi >= logits.size(1))

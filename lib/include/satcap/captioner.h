@@ -73,6 +73,9 @@ struct CaptionerOptions {
   std::uint64_t seed = 0;
   // Limits for decoding images.
   ImageLimits limits;
+  // Precision of the encoder's forward and the search (satcap/precision.h): "fp32", "bf16" or
+  // "fp16" (CUDA only): autocast around both; the features and the beam scores stay float32.
+  std::string precision = "fp32";
 };
 
 // Throws UsageError naming the option ("--beam must be at least 1 (got 0)").

@@ -1,7 +1,9 @@
-// Mixed-precision training: the precision the matrix products and convolutions of a training step
-// run in (LibTorch's autocast: weights and activations cast to bfloat16 or float16 for those
-// operations, float32 kept where autocast's own lists keep it: softmax, the losses, reductions),
-// and the dynamic loss scaling float16 needs so that small gradients do not underflow.
+// Mixed precision for training and captioning: the precision the matrix products and convolutions
+// of a training step (or of the encoder and the beam search) run in, under LibTorch's autocast
+// (weights and activations cast to bfloat16 or float16 for those operations; on CUDA autocast's
+// own lists keep softmax, the losses and reductions in float32, and the decoder computes its
+// softmaxes in float32 on every device), and the dynamic loss scaling float16 needs so that small
+// gradients do not underflow.
 //
 // Parameters, gradients and Adam's state stay float32 in every precision; checkpoints and bundles
 // do not depend on it. satcap's hand-written CPU kernels take float32 only, so a step under
