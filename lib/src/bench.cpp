@@ -43,6 +43,7 @@
 #include "satcap/prepare.h"
 #include "satcap/runtime.h"
 #include "satcap/search.h"
+#include "satcap/trainer.h"
 #include "prepare_decode.h"
 
 namespace fs = std::filesystem;
@@ -524,10 +525,7 @@ json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan
   LossScaler scaler(precision == Precision::fp16);
   const auto params = decoder->parameters();
   auto train_step = [&](const Batch& b) {  // as satcap train runs it (lib/src/trainer.cpp)
-    LossTerms loss = [&] {
-      AutocastScope autocast(precision, device);
-      return decoder->loss(decoder->forward(features, b.captions, b.lengths));
-    }();
+    LossTerms loss = training_loss(decoder, features, b.captions, b.lengths, precision, device);
     clear_grads(adam);
     scaler.scaled(loss.total).backward();
     if (scaler.unscale_and_update(params)) adam_step(adam);

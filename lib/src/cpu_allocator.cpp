@@ -198,6 +198,13 @@ std::uint8_t install_priority = 0;    // c10 keeps the allocator of the highest 
 std::atomic<bool> installed{false};  // read by cpu_allocator_stats on any thread
 std::atomic<bool> ever_installed{false};
 
+// Makes `allocator` LibTorch's CPU allocator: each switch needs a higher priority than the last.
+// Call with install_mutex held.
+void switch_cpu_allocator(c10::Allocator* allocator) {
+  TORCH_CHECK(install_priority < 255, "satcap CPU allocator: switched too often");
+  c10::SetCPUAllocator(allocator, ++install_priority);  // the first is above LibTorch's own registration (0)
+}
+
 }  // namespace
 
 bool install_cpu_allocator() {
@@ -206,8 +213,7 @@ bool install_cpu_allocator() {
   const char* system = std::getenv("SATCAP_SYSTEM_ALLOCATOR");
   if (system != nullptr && std::strcmp(system, "1") == 0) return false;
   static CachingCpuAllocator allocator;
-  TORCH_CHECK(install_priority < 255, "satcap CPU allocator: switched too often");
-  c10::SetCPUAllocator(&allocator, ++install_priority);  // above LibTorch's own registration (0)
+  switch_cpu_allocator(&allocator);
   installed = true;
   ever_installed = true;
   return true;
@@ -216,8 +222,7 @@ bool install_cpu_allocator() {
 void uninstall_cpu_allocator() {
   std::lock_guard<std::mutex> lock(install_mutex);
   if (!installed) return;
-  TORCH_CHECK(install_priority < 255, "satcap CPU allocator: switched too often");
-  c10::SetCPUAllocator(c10::GetDefaultCPUAllocator(), ++install_priority);
+  switch_cpu_allocator(c10::GetDefaultCPUAllocator());
   installed = false;
   cache().release();
 }

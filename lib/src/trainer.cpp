@@ -28,7 +28,6 @@
 #include "satcap/error.h"
 #include "satcap/metrics.h"
 #include "satcap/named_tensors.h"
-#include "satcap/precision.h"
 #include "satcap/search.h"
 #include "satcap/training_log.h"
 #include "satcap/vocab.h"
@@ -430,6 +429,12 @@ std::map<std::string, double> validate_decoder(Decoder& decoder, const TrainingD
 // ---------------------------------------------------------------------------------------------
 // The loop
 
+LossTerms training_loss(Decoder& decoder, const at::Tensor& features, const at::Tensor& captions,
+                        const at::Tensor& lengths, Precision precision, c10::Device device) {
+  AutocastScope autocast(precision, device);  // the forward and the loss only, not the backward
+  return decoder->loss(decoder->forward(features, captions, lengths));
+}
+
 TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Vocabulary& vocab,
                            const TrainOptions& options, const fs::path& out_dir, const TrainHooks& hooks,
                            c10::Device device, bool quiet) {
@@ -482,7 +487,7 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
   auto params = decoder->parameters();
   // Mixed precision: autocast around the forward and the loss; float16 scales the loss.
   LossScaler scaler(precision == Precision::fp16);
-  if (p.loss_scale > 0) scaler.restore(p.loss_scale, p.loss_scale_good_steps);
+  scaler.restore(p.loss_scale, p.loss_scale_good_steps);  // ignored when not set (0) or not fp16
   std::vector<at::Tensor> scaled_params = params;  // every parameter whose gradient the scale multiplies
   scaled_params.insert(scaled_params.end(), encoder_params.begin(), encoder_params.end());
 
@@ -552,10 +557,7 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
         AutocastScope autocast(precision, device);  // the encoder's forward too
         batch.features = features_of(data, batch.rows, device, &images);  // [B, n, D], with autograd
       }
-      LossTerms terms = [&] {
-        AutocastScope autocast(precision, device);  // the forward and the loss only, not the backward
-        return decoder->loss(decoder->forward(batch.features, batch.captions, batch.lengths));
-      }();
+      LossTerms terms = training_loss(decoder, batch.features, batch.captions, batch.lengths, precision, device);
       double total = terms.total.item<double>();
       if (!std::isfinite(total)) {
         stop("step " + std::to_string(p.step + 1) + " (epoch " + std::to_string(p.epoch + 1) + "): the loss is " +

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "satcap/decoder.h"
+#include "satcap/precision.h"
 
 namespace satcap {
 
@@ -185,6 +186,12 @@ struct TrainHooks {
   // ended): keep the final model.
   std::function<void(Decoder& decoder, const TrainSummary& summary)> on_final;
 };
+
+// One training step's loss: the decoder's teacher-forced forward and its loss under `precision`'s
+// autocast (satcap/precision.h), the scope closed before returning, so that the caller's backward
+// runs outside it. What satcap train and the benchmark's training step both run.
+LossTerms training_loss(Decoder& decoder, const at::Tensor& features, const at::Tensor& captions,
+                        const at::Tensor& lengths, Precision precision, c10::Device device);
 
 // The training loop, on features. Trains `decoder` in place on `device`, writing into `out_dir`:
 //   checkpoint.pt     every options.checkpoint_every steps and at each epoch's end (atomically):
