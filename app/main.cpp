@@ -1,5 +1,5 @@
 // The `satcap` command: parses options, hands each subcommand to the library, and turns the
-// library's exceptions into exit codes (see lib/include/satcap/error.h).
+// library's exceptions into exit codes (see lib/include/satcap/runtime/error.h).
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -8,8 +8,8 @@
 
 #include "command.h"
 #include "satcap/build_config.h"
-#include "satcap/error.h"
-#include "satcap/runtime.h"
+#include "satcap/runtime/error.h"
+#include "satcap/runtime/runtime.h"
 
 namespace satcap::app {
 namespace {

@@ -3,7 +3,7 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
-#include "satcap/runtime.h"
+#include "satcap/runtime/runtime.h"
 
 int main(int argc, char* argv[]) {
   satcap::select_blas_kernels();

@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "satcap/adam_step.h"
+#include "satcap/ops/adam_step.h"
 
 using namespace satcap;
 

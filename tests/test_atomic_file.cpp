@@ -12,9 +12,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "satcap/atomic_file.h"
-#include "satcap/error.h"
-#include "satcap/named_tensors.h"
+#include "satcap/model/named_tensors.h"
+#include "satcap/runtime/atomic_file.h"
+#include "satcap/runtime/error.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-// The fused attention scores (satcap/attention_scores.h) against the plain tensor expression:
+// The fused attention scores (satcap/ops/attention_scores.h) against the plain tensor expression:
 // values, every gradient, beams, shrinking rows and the summed gradient of a step sequence.
 #include "testing.h"
 
@@ -7,8 +7,8 @@
 
 #include <cmath>
 
-#include "../lib/src/kernels/attention_scores_kernels.h"
-#include "satcap/attention_scores.h"
+#include "ops/cpu/attention_scores_kernels.h"
+#include "satcap/ops/attention_scores.h"
 
 using namespace satcap;
 

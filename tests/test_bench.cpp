@@ -12,8 +12,8 @@
 
 #include <unistd.h>
 
-#include "satcap/bench.h"
-#include "satcap/error.h"
+#include "bench/bench.h"
+#include "satcap/runtime/error.h"
 #include "test_util.h"
 
 using namespace satcap;

@@ -2,8 +2,8 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
-#include "satcap/bundle.h"
-#include "satcap/error.h"
+#include "satcap/model/bundle.h"
+#include "satcap/runtime/error.h"
 #include "test_util.h"
 #include "testing.h"
 

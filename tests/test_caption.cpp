@@ -19,11 +19,11 @@
 #include <sstream>
 #include <unistd.h>
 
-#include "satcap/bundle.h"
-#include "satcap/captioner.h"
-#include "satcap/encoder.h"
-#include "satcap/image.h"
-#include "satcap/vocab.h"
+#include "satcap/data/image.h"
+#include "satcap/decode/captioner.h"
+#include "satcap/model/bundle.h"
+#include "satcap/model/encoder.h"
+#include "satcap/model/vocab.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-// satcap's CPU allocator (satcap/cpu_allocator.h): large tensors from a cache of mapped blocks whose
+// satcap's CPU allocator (satcap/runtime/cpu_allocator.h): large tensors from a cache of mapped blocks whose
 // total stays within 1.25x the peak live total; everything else through c10::alloc_cpu.
 #include "testing.h"
 
@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "satcap/cpu_allocator.h"
+#include "satcap/runtime/cpu_allocator.h"
 
 using namespace satcap;
 

@@ -5,8 +5,8 @@
 
 #include <filesystem>
 
-#include "satcap/dataset.h"
-#include "satcap/error.h"
+#include "satcap/data/dataset.h"
+#include "satcap/runtime/error.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

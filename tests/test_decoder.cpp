@@ -14,8 +14,8 @@
 #include <cstdlib>
 #include <vector>
 
-#include "satcap/decoder.h"
-#include "satcap/error.h"
+#include "satcap/model/decoder.h"
+#include "satcap/runtime/error.h"
 
 using namespace satcap;
 

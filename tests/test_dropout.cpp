@@ -4,7 +4,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include "satcap/dropout.h"
+#include "satcap/ops/dropout.h"
 
 using namespace satcap;
 

@@ -13,13 +13,13 @@
 #include <iostream>
 #include <sstream>
 
-#include "../lib/src/encoder_impl.h"
-#include "satcap/encoded_features.h"
-#include "satcap/encoder.h"
-#include "satcap/error.h"
-#include "satcap/image.h"
-#include "satcap/keras_graph.h"
-#include "satcap/tfjs_model.h"
+#include "model/encoder_impl.h"
+#include "satcap/data/encoded_features.h"
+#include "satcap/data/image.h"
+#include "satcap/model/encoder.h"
+#include "satcap/model/keras_graph.h"
+#include "satcap/model/tfjs_model.h"
+#include "satcap/runtime/error.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -19,13 +19,13 @@
 #include <sstream>
 #include <unistd.h>
 
-#include "satcap/bundle.h"
-#include "satcap/dataset.h"
-#include "satcap/encoder.h"
-#include "satcap/pointing.h"
-#include "satcap/prepare.h"
-#include "satcap/scenes.h"
-#include "satcap/vocab.h"
+#include "satcap/data/dataset.h"
+#include "satcap/data/prepare.h"
+#include "satcap/data/scenes.h"
+#include "satcap/eval/pointing.h"
+#include "satcap/model/bundle.h"
+#include "satcap/model/encoder.h"
+#include "satcap/model/vocab.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -10,8 +10,8 @@
 #include <iostream>
 #include <sstream>
 
-#include "satcap/error.h"
-#include "satcap/feature_store.h"
+#include "satcap/data/feature_store.h"
+#include "satcap/runtime/error.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

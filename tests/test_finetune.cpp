@@ -12,14 +12,14 @@
 
 #include <unistd.h>
 
-#include "satcap/bundle.h"
-#include "satcap/captioner.h"
-#include "satcap/dataset.h"
-#include "satcap/encoder.h"
-#include "satcap/error.h"
-#include "satcap/image.h"
-#include "satcap/trainer.h"
-#include "satcap/vocab.h"
+#include "satcap/data/dataset.h"
+#include "satcap/data/image.h"
+#include "satcap/decode/captioner.h"
+#include "satcap/model/bundle.h"
+#include "satcap/model/encoder.h"
+#include "satcap/model/vocab.h"
+#include "satcap/runtime/error.h"
+#include "satcap/train/trainer.h"
 #include "test_util.h"
 #include "testing.h"
 

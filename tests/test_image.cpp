@@ -19,8 +19,8 @@
 #include <thread>
 #include <vector>
 
-#include "satcap/error.h"
-#include "satcap/image.h"
+#include "satcap/data/image.h"
+#include "satcap/runtime/error.h"
 #include "test_util.h"
 
 using namespace satcap;

@@ -16,12 +16,12 @@
 #include <string>
 #include <unistd.h>
 
-#include "satcap/dataset.h"
-#include "satcap/encoder.h"
-#include "satcap/evaluate.h"
-#include "satcap/prepare.h"
-#include "satcap/scenes.h"
-#include "satcap/trainer.h"
+#include "satcap/data/dataset.h"
+#include "satcap/data/prepare.h"
+#include "satcap/data/scenes.h"
+#include "satcap/eval/evaluate.h"
+#include "satcap/model/encoder.h"
+#include "satcap/train/trainer.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

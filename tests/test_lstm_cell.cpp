@@ -7,10 +7,10 @@
 
 #include <vector>
 
-#include "satcap/error.h"
-#include "satcap/lstm_cell.h"
-#include "../lib/src/kernels/dispatch.h"
-#include "../lib/src/kernels/lstm_cell_kernels.h"
+#include "satcap/ops/lstm_cell.h"
+#include "satcap/runtime/error.h"
+#include "ops/cpu/dispatch.h"
+#include "ops/cpu/lstm_cell_kernels.h"
 
 using namespace satcap;
 

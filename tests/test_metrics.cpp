@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "satcap/error.h"
-#include "satcap/metrics.h"
+#include "satcap/eval/metrics.h"
+#include "satcap/runtime/error.h"
 #include "test_util.h"
 
 using namespace satcap;

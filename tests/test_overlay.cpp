@@ -13,9 +13,9 @@
 #include <regex>
 #include <stdexcept>
 
-#include "satcap/error.h"
-#include "satcap/image.h"
-#include "satcap/overlay.h"
+#include "satcap/data/image.h"
+#include "satcap/runtime/error.h"
+#include "satcap/viz/overlay.h"
 #include "test_util.h"
 
 using namespace satcap;

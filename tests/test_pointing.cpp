@@ -8,8 +8,8 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "satcap/error.h"
-#include "satcap/pointing.h"
+#include "satcap/eval/pointing.h"
+#include "satcap/runtime/error.h"
 #include "test_util.h"
 
 using namespace satcap;

@@ -1,10 +1,10 @@
-// Mixed precision (satcap/precision.h): the option, autocast's scope, and the loss scaler's rules.
+// Mixed precision (satcap/runtime/precision.h): the option, autocast's scope, and the loss scaler's rules.
 #include <ATen/ATen.h>
 
 #include <limits>
 
-#include "satcap/error.h"
-#include "satcap/precision.h"
+#include "satcap/runtime/error.h"
+#include "satcap/runtime/precision.h"
 #include "testing.h"
 
 using namespace satcap;

@@ -7,11 +7,11 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "satcap/dataset.h"
-#include "satcap/encoder.h"
-#include "satcap/error.h"
-#include "satcap/feature_store.h"
-#include "satcap/prepare.h"
+#include "satcap/data/dataset.h"
+#include "satcap/data/feature_store.h"
+#include "satcap/data/prepare.h"
+#include "satcap/model/encoder.h"
+#include "satcap/runtime/error.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "satcap/metrics.h"
+#include "satcap/eval/metrics.h"
 
 using satcap::ptb_tokenize;
 

@@ -11,13 +11,13 @@
 #include <filesystem>
 #include <string>
 
-#include "satcap/dataset.h"
-#include "satcap/encoded_features.h"
-#include "satcap/error.h"
-#include "satcap/image.h"
-#include "satcap/runtime.h"
-#include "satcap/scenes.h"
-#include "satcap/vocab.h"
+#include "satcap/data/dataset.h"
+#include "satcap/data/encoded_features.h"
+#include "satcap/data/image.h"
+#include "satcap/data/scenes.h"
+#include "satcap/model/vocab.h"
+#include "satcap/runtime/error.h"
+#include "satcap/runtime/runtime.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -6,8 +6,8 @@
 
 #include <cstdlib>
 
-#include "satcap/error.h"
-#include "satcap/runtime.h"
+#include "satcap/runtime/error.h"
+#include "satcap/runtime/runtime.h"
 #include "test_util.h"
 
 using namespace satcap;

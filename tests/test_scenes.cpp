@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "satcap/error.h"
-#include "satcap/image.h"
-#include "satcap/scenes.h"
-#include "satcap/vocab.h"
+#include "satcap/data/image.h"
+#include "satcap/data/scenes.h"
+#include "satcap/model/vocab.h"
+#include "satcap/runtime/error.h"
 #include "test_util.h"
 
 using namespace satcap;

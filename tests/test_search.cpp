@@ -12,9 +12,9 @@
 #include <set>
 #include <vector>
 
-#include "satcap/decoder.h"
-#include "satcap/error.h"
-#include "satcap/search.h"
+#include "satcap/decode/search.h"
+#include "satcap/model/decoder.h"
+#include "satcap/runtime/error.h"
 
 using namespace satcap;
 

@@ -6,10 +6,10 @@
 #include <array>
 #include <vector>
 
-#include "../lib/src/kernels/dispatch.h"
-#include "../lib/src/kernels/small_gemm_kernels.h"
-#include "satcap/error.h"
-#include "satcap/step_linear.h"
+#include "ops/cpu/dispatch.h"
+#include "ops/cpu/small_gemm_kernels.h"
+#include "satcap/ops/step_linear.h"
+#include "satcap/runtime/error.h"
 
 using namespace satcap;
 

@@ -5,9 +5,9 @@
 
 #include <cmath>
 
-#include "satcap/error.h"
-#include "satcap/token_nll.h"
-#include "../lib/src/kernels/token_nll_kernels.h"
+#include "satcap/ops/token_nll.h"
+#include "satcap/runtime/error.h"
+#include "ops/cpu/token_nll_kernels.h"
 
 using namespace satcap;
 

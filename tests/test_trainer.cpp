@@ -6,10 +6,10 @@
 #include <fstream>
 #include <memory>
 
-#include "satcap/bundle.h"
-#include "satcap/error.h"
-#include "satcap/trainer.h"
-#include "satcap/vocab.h"
+#include "satcap/model/bundle.h"
+#include "satcap/model/vocab.h"
+#include "satcap/runtime/error.h"
+#include "satcap/train/trainer.h"
 #include "test_util.h"
 #include "testing.h"
 

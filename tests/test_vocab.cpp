@@ -2,9 +2,9 @@
 #include "testing.h"
 #include <nlohmann/json.hpp>
 
-#include "satcap/dataset.h"
-#include "satcap/error.h"
-#include "satcap/vocab.h"
+#include "satcap/data/dataset.h"
+#include "satcap/model/vocab.h"
+#include "satcap/runtime/error.h"
 #include "test_util.h"
 
 using namespace satcap;

@@ -1,0 +1,104 @@
+// `satcap bench`: satcap measured, in one run on one machine and thread count, against the
+// machine's limit (the best fp32 matrix-product rate LibTorch reaches here) and against the Python
+// way (tools/bench/*.py, run as subprocesses with Debian's python3-torch, the same LibTorch).
+//
+// Measurements (each reported with the target it is held to; targets are printed, never enforced):
+//   sgemm    best GFLOP/s of at::mm over square and model-shaped products
+//   train    the decoder's training step (forward + loss + backward + Adam) at the paper's COCO scale,
+//            soft and hard attention, batch 32 and 64: words/s and counted FLOPs / time / sgemm peak;
+//            the same step as the tutorial writes it (train_common.py) and with the encoder
+//            projection hoisted (train_hoisted.py)
+//   beam     batched beam search at beam 1, 3, 5 vs a per-image Python beam search (beam_per_image.py)
+//   prepare  the encoder pipeline (decode, resize, forward, store) vs the bare network forward
+//   growth   a scenes dataset of 2,000 and 20,000 images through prepare and one training epoch:
+//            time per image and peak RSS (child processes of the satcap binary)
+// No torch in this header.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace satcap {
+
+struct BenchOptions {
+  // Smaller measurements (about 1-2 minutes on 2 cores) and no growth runs.
+  bool quick = false;
+  // Tiny sizes (seconds): checks that every measurement runs and reports; the numbers mean nothing.
+  bool smoke = false;
+  // Compute device for satcap's measurements and the Python scripts ("cpu", "cuda", "cuda:N").
+  std::string device = "cpu";
+  // The Python interpreter that has PyTorch (Debian's python3-torch).
+  std::string python = "/usr/bin/python3";
+  // Folder holding train_common.py, train_hoisted.py and beam_per_image.py ("" = <source>/tools/bench).
+  std::string scripts_dir;
+  // The satcap binary run for the growth measurement ("" = this process's own executable).
+  std::string satcap_binary;
+  // Scratch folder for generated datasets and feature stores ("" = a fresh folder under the system
+  // temporary directory, removed at the end).
+  std::string work_dir;
+  // Parts to run, any of sgemm, train, python, beam, prepare, growth (empty = all; growth is skipped
+  // by quick and smoke unless named here).
+  std::vector<std::string> parts;
+  // Training batch sizes to measure (empty = the mode's: 32 and 64; smoke: 4 and 8).
+  std::vector<int64_t> batches;
+  // Dataset sizes of the growth measurement (empty = 2000 and 20000).
+  std::vector<int64_t> growth_sizes;
+  // Attention kinds to measure: "both", "soft" or "hard".
+  std::string attention = "both";
+  // Precision of the training steps, satcap's and the Python scripts' alike (satcap/runtime/precision.h):
+  // "fp32", "bf16" or "fp16" (fp16: CUDA only). The sgemm peak stays float32.
+  std::string precision = "fp32";
+  // With a path: LibTorch's profiler records the timed training steps of the last measured batch
+  // size and attention kind and writes a Chrome trace (chrome://tracing, Perfetto) there.
+  std::string trace;
+
+  // Throws UsageError naming the bad field.
+  void validate() const;
+};
+
+// The decoder sizes a FLOP count needs (mirrors satcap::DecoderOptions without its torch headers).
+struct DecoderShape {
+  int64_t regions = 196;        // n (L in the paper)
+  int64_t feature_dim = 2048;   // D
+  int64_t embed_dim = 512;      // m
+  int64_t attention_dim = 512;  // A
+  int64_t hidden_dim = 512;     // H (LSTM)
+  int64_t vocab = 10000;        // V
+  int64_t beta_dim = 1;         // f_beta's outputs: 1 (scalar, the paper), D (vector) or 0 (none)
+  bool deep_output = true;      // L_o(E y + L_h h + L_z z) rather than L_o h
+  bool init_mlp = true;         // h_0, c_0 from f_init(mean a_i)
+  bool hard = false;            // z_t = a_{s_t} (a gather) instead of the weighted sum
+};
+
+// One term of the training step's FLOP count.
+struct FlopTerm {
+  std::string name;
+  double forward = 0;          // FLOPs of the forward pass for the whole batch
+  double backward_factor = 2;  // backward = factor * forward (1 where the input needs no gradient)
+  double total() const { return forward * (1 + backward_factor); }
+};
+
+// The counted FLOPs of one training step over captions of `caption_words` words each (each caption
+// takes words + 1 decoding steps: the words and <end>), per term: encoder projection, f_init, the
+// attention MLP, the context, the gate, the LSTM gates, the deep output, the vocabulary projection,
+// softmax + NLL, and Adam over `parameters` weights (about 12 FLOPs each, no backward).
+std::vector<FlopTerm> training_flops(const DecoderShape& shape, const std::vector<int64_t>& caption_words,
+                                     int64_t parameters);
+double total_flops(const std::vector<FlopTerm>& terms);
+
+// COCO-like caption lengths (8..22 words, mean about 11) for batch number `batch_index`: the same
+// integer generator as tools/bench/benchutil.py, so the Python scripts train on the same words.
+std::vector<int64_t> bench_caption_lengths(int64_t batch_index, int64_t batch_size);
+
+// Runs the benchmark (progress lines to `log` when not null) and returns the report: one JSON
+// object with the measurements, the ratios, the targets and the machine.
+nlohmann::json run_bench(const BenchOptions& options, std::ostream* log);
+
+// The report as a readable table.
+std::string format_bench_report(const nlohmann::json& report);
+
+}  // namespace satcap

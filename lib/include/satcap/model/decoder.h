@@ -1,0 +1,229 @@
+// The Show, Attend and Tell decoder (Xu et al. 2015, section 3.1): an LSTM that reads region
+// features a_1..a_n, attends to them with soft (deterministic) or hard (stochastic) attention and
+// emits one word per step. It offers two faces:
+//   - training: a teacher-forced forward over a padded caption batch and its loss (NLL, the doubly
+//     stochastic regulariser, and for hard attention the REINFORCE surrogate and entropy bonus);
+//   - decoding: a CTranslate2-style seam for search (lib/include/satcap/decode/search.h):
+//     init_state(features) -> DecoderState, step(prev_ids, state) -> {log_probs, alpha},
+//     DecoderState::reorder(beam indices).
+// Everything is device-generic (tensors follow the device and dtype of the features); float32 is
+// what the rest of satcap uses.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/rnn.h>
+#include <torch/nn/pimpl.h>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <map>
+#include <string>
+
+namespace satcap {
+
+// Soft: z_t = sum_i alpha_ti a_i (section 4.2). Hard: z_t = a_{s_t}, s_t ~ Multinomial(alpha_t),
+// trained with REINFORCE (section 4.1).
+enum class AttentionKind { soft, hard };
+// The gate on the context: z_t = beta_t * context. scalar (the paper): beta_t = sigmoid(f_beta(h_{t-1}))
+// in [B, 1]; vector: one gate per feature, [B, D] (a common reimplementation); none: beta_t = 1.
+// The gate applies to hard attention's a_{s_t} too, as in the original code (its selector multiplies
+// whatever context the step formed, sampled or expected); z_t feeds both the LSTM and the deep output.
+enum class BetaKind { scalar, vector, none };
+// f_att's nonlinearity: e_ti = w^T act(W_a a_i + U_a h_{t-1} + b). tanh (the original code) or relu.
+enum class AttentionActivation { tanh, relu };
+// How a hard-attention decoder forms z_t outside training (ignored by soft attention):
+// expected = the soft context sum_i alpha_ti a_i (the original code's default at test time),
+// sample = a_{s_t} with s_t ~ alpha_t, argmax = a_{argmax_i alpha_ti}.
+enum class HardDecode { expected, sample, argmax };
+
+// Names used on the command line and in config.json (for CLI11's CheckedTransformer).
+const std::map<std::string, AttentionKind>& attention_kind_names();
+const std::map<std::string, BetaKind>& beta_kind_names();
+const std::map<std::string, AttentionActivation>& attention_activation_names();
+const std::map<std::string, HardDecode>& hard_decode_names();
+std::string to_string(AttentionKind v);
+std::string to_string(BetaKind v);
+std::string to_string(AttentionActivation v);
+std::string to_string(HardDecode v);
+
+struct DecoderOptions {
+  // Vocabulary size V, special tokens included (required).
+  int vocab_size = 0;
+  // Feature dimension D of the annotation vectors a_i (required; the encoder's dim()).
+  int feature_dim = 0;
+  // Number of regions n; 0 = any (checked against the features when set).
+  int regions = 0;
+  // Word embedding size m (E is [V, m]).
+  int embed_dim = 512;
+  // Attention MLP width (W_a: D -> A, U_a: H -> A, w: A -> 1).
+  int attention_dim = 512;
+  // LSTM width H. 512 as the most used PyTorch reimplementation: half the cost of 1024 on a CPU;
+  // the original Theano code used a wider LSTM.
+  int hidden_dim = 512;
+  // Dropout probability on h_t and on the deep-output sum before L_o (the original code: 0.5).
+  double dropout = 0.5;
+  // Soft or hard attention.
+  AttentionKind attention = AttentionKind::soft;
+  // Gating of the context (the paper: a scalar).
+  BetaKind beta = BetaKind::scalar;
+  // true: p(y_t) ∝ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t)) (eq. 7); false: p(y_t) ∝ exp(L_o h_t).
+  bool deep_output = true;
+  // true: h_0 = tanh(f_init,h(mean_i a_i)), c_0 = tanh(f_init,c(mean_i a_i)); false: zeros.
+  bool init_mlp = true;
+  // Nonlinearity of the attention MLP.
+  AttentionActivation attention_activation = AttentionActivation::tanh;
+  // lambda of the doubly stochastic regulariser lambda * sum_i (1 - sum_t alpha_ti)^2 (eq. 14).
+  double doubly_stochastic_lambda = 1.0;
+  // Hard attention: weight of the REINFORCE term (the original code: 0.1).
+  double lambda_r = 0.1;
+  // Hard attention: weight of the entropy bonus (the original code: 0.002).
+  double lambda_e = 0.002;
+  // Hard attention: the moving-average baseline b <- decay * b + (1 - decay) * mean caption NLL.
+  double baseline_decay = 0.9;
+  // Hard attention: probability, drawn once per training minibatch, of training that minibatch with
+  // the expected (soft) context instead of sampled locations ("semi-sampling"; the original: 0.5).
+  double semi_sampling_p = 0.5;
+
+  // Throws UsageError naming the first bad field.
+  void validate() const;
+};
+
+// Every field, enums as their names. from_json throws ModelError naming a missing or bad field.
+void to_json(nlohmann::json& j, const DecoderOptions& o);
+void from_json(const nlohmann::json& j, DecoderOptions& o);
+
+// What init_state builds and step advances. Rows are hypotheses: R = B * beam rows, the beams of
+// image b in rows [b * beam, (b + 1) * beam). The per-image tensors (features, projected) are kept
+// once per image, not once per row: attention broadcasts over the beam.
+struct DecoderState {
+  at::Tensor h;          // [R, H]  h_{t-1}
+  at::Tensor c;          // [R, H]  c_{t-1}
+  at::Tensor features;   // [B, n, D]  a_i
+  at::Tensor projected;  // [B, n, A]  W_a a_i + b, computed once per image
+  int64_t beam = 1;      // rows per image
+
+  int64_t rows() const { return h.size(0); }
+  int64_t images() const { return features.size(0); }
+  // Rows become `beam` copies of each current row (beam must be 1 before). [B] -> [B * beam]
+  void expand_beams(int64_t beam);
+  // Row r takes the state of row indices[r] ([R] int64, same device). Every index must stay within
+  // its image's group of rows (a beam search reorder); the per-image tensors are not touched.
+  void reorder(const at::Tensor& indices);
+  // Keeps the images `image_indices` ([B'] int64) with all their rows (dropping finished images).
+  void select_images(const at::Tensor& image_indices);
+};
+
+// One decoding step's result.
+struct StepOutput {
+  at::Tensor log_probs;  // [R, V]  log p(y_t | y_<t, a)
+  at::Tensor alpha;      // [R, n]  alpha_t (rows sum to 1)
+};
+
+// The teacher-forced forward over a padded batch; S = T - 1 steps. Only valid steps are computed
+// (caption b's first length_b - 1); past a caption's end (mask 0) the [B, S, ...] fields hold
+// harmless constants: logits 0 (uniform), alpha 1/n, s_t 0, log alpha_t[s_t] = -log n, H = log n.
+struct DecoderOutput {
+  // The unnormalised scores of y_1..y_S of the N valid positions only, what loss() reads, and
+  // where each sits: b * S + t. (An output made by hand may leave valid_index undefined: loss()
+  // then takes valid_logits to be the mask's valid positions in row-major order.)
+  at::Tensor valid_logits;      // [N, V]
+  at::Tensor valid_index;       // [N] int64
+  at::Tensor alphas;            // [B, S, n]  alpha_t
+  at::Tensor targets;           // [B, S] int64  captions[:, 1:]
+  at::Tensor mask;              // [B, S] (features' dtype) 1 on valid steps (t < length - 1)
+  // Hard attention with sampled locations only (undefined otherwise):
+  at::Tensor samples;           // [B, S] int64  s_t
+  at::Tensor sample_log_probs;  // [B, S]  log alpha_t[s_t] (differentiable)
+  at::Tensor entropies;         // [B, S]  H(alpha_t) = -sum_i alpha_ti log alpha_ti (hard attention)
+  bool sampled = false;         // true when z_t = a_{s_t} (REINFORCE applies)
+
+  // [B, S, V]: valid_logits in the padded layout, 0 past each caption's end. Built on each call;
+  // training never builds it (a [B, S, V] fill and scatter per step, 56 MB at the paper's scale).
+  at::Tensor padded_logits() const;
+};
+
+// The training loss and its parts, all scalars (0-dim tensors) for logging except caption_nll.
+// Every term is a sum over the batch's captions divided by N, the number of valid tokens in the
+// batch: nll is the mean token NLL, and the relative weights of the terms are those of the original
+// code's per-caption objective (which is N / B times this loss).
+struct LossTerms {
+  // nll + ds_reg + reinforce - entropy: what to backpropagate. With sampled hard attention it is a
+  // surrogate whose value means little (it can be negative); log nll and ds_reg instead.
+  at::Tensor total;
+  at::Tensor nll;        // sum of masked token NLL / N
+  at::Tensor ds_reg;     // lambda * sum_n sum_i (1 - sum_t alpha_nti)^2 / N  (valid steps only)
+  at::Tensor reinforce;  // lambda_r * sum_n (NLL_n - b) * sum_t log alpha_t[s_t] / N  (0 unless sampled)
+  at::Tensor entropy;    // lambda_e * sum_n sum_t H(alpha_nt) / N  (0 unless sampled)
+  at::Tensor caption_nll;  // [B] NLL_n = sum of caption n's token NLL (detached)
+  at::Tensor baseline;     // b used for this minibatch, before its update (detached)
+  at::Tensor tokens;       // N
+};
+
+struct DecoderImpl : torch::nn::Module {
+  explicit DecoderImpl(const DecoderOptions& options);
+
+  // Teacher-forced forward (training and validation NLL).
+  //   features [B, n, D], captions [B, T] int64 (<start> w_1 ... <end> <pad>...),
+  //   lengths [B] int64 (tokens including <start> and <end>; any device).
+  // Hard attention: in training mode each call draws semi-sampling with semi_sampling_p (expected
+  // context for the whole minibatch) and otherwise samples s_t; in eval mode it uses the expected
+  // context, like decoding. The overload with a HardDecode fixes the mode.
+  DecoderOutput forward(const at::Tensor& features, const at::Tensor& captions, const at::Tensor& lengths);
+  DecoderOutput forward(const at::Tensor& features, const at::Tensor& captions, const at::Tensor& lengths,
+                        HardDecode mode);
+  // Hard attention at given locations ([B, T-1] int64 s_t): for scoring and for enumerating E_s[.].
+  DecoderOutput forward_at(const at::Tensor& features, const at::Tensor& captions, const at::Tensor& lengths,
+                           const at::Tensor& locations);
+
+  // The loss of a teacher-forced output (see LossTerms). For hard attention in training mode it
+  // updates the baseline once: b <- decay * b + (1 - decay) * mean_n NLL_n (after using the old b).
+  LossTerms loss(const DecoderOutput& out);
+
+  // Decoding: h_0, c_0 and the projected features for features [B, n, D]; beam 1.
+  DecoderState init_state(const at::Tensor& features);
+  // One step for every row: prev_ids [R] int64 -> log-probs [R, V] and alpha [R, n]; advances state.
+  StepOutput step(const at::Tensor& prev_ids, DecoderState& state, HardDecode mode = HardDecode::expected);
+
+  const DecoderOptions& options() const { return options_; }
+  // The REINFORCE baseline b (a registered buffer, so it is saved with the weights). 0-dim.
+  at::Tensor baseline() const { return baseline_; }
+
+  // Submodules, registered under these names (the state-dict keys).
+  torch::nn::Embedding embed{nullptr};        // "embed"        E: V -> m
+  torch::nn::Linear att_features{nullptr};    // "att_features" W_a (with b): D -> A
+  torch::nn::Linear att_hidden{nullptr};      // "att_hidden"   U_a: H -> A (no bias)
+  torch::nn::Linear att_score{nullptr};       // "att_score"    w: A -> 1
+  torch::nn::Linear f_beta{nullptr};          // "f_beta"       H -> 1 or D (absent for beta none)
+  torch::nn::LSTMCell lstm{nullptr};          // "lstm"         input [E y_{t-1}; z_t]: m + D -> H
+  torch::nn::Linear init_h{nullptr};          // "init_h"       f_init,h: D -> H (absent without init_mlp)
+  torch::nn::Linear init_c{nullptr};          // "init_c"       f_init,c: D -> H
+  torch::nn::Linear out_hidden{nullptr};      // "out_hidden"   L_h: H -> m (deep output only)
+  torch::nn::Linear out_context{nullptr};     // "out_context"  L_z: D -> m (deep output only)
+  torch::nn::Linear out_vocab{nullptr};       // "out_vocab"    L_o: m -> V (deep), H -> V (otherwise)
+
+ private:
+  // Attention over the state's features for its current h: alpha [R, n] and the unnormalised
+  // log-alpha (log_softmax of e) [R, n].
+  std::pair<at::Tensor, at::Tensor> attend(const DecoderState& state);
+  // Scores e [R, n] -> {alpha, log alpha}, both [R, n].
+  static std::pair<at::Tensor, at::Tensor> normalise(const at::Tensor& e);
+  // The context sum_i alpha_ti a_i ([R, D]) and a_{s} for locations s [R].
+  at::Tensor expected_context(const DecoderState& state, const at::Tensor& alpha) const;
+  at::Tensor located_context(const DecoderState& state, const at::Tensor& locations) const;
+  at::Tensor gate(const at::Tensor& h, const at::Tensor& context);  // beta_t * context
+  static at::Tensor gated(const at::Tensor& beta_logits, const at::Tensor& context);  // the same, given f_beta(h)
+  // Output layer over any leading shape: emb [..., m], h [..., H], z [..., D] -> logits [..., V].
+  at::Tensor output_logits(const at::Tensor& emb, const at::Tensor& h, const at::Tensor& z);
+  void check_features(const at::Tensor& features, const char* where) const;
+  enum class Context { expected, sample, argmax, given };
+  DecoderOutput teacher_forced(const at::Tensor& features, const at::Tensor& captions, const at::Tensor& lengths,
+                               Context context, const at::Tensor& locations);
+
+  DecoderOptions options_;
+  at::Tensor baseline_;  // "reinforce_baseline", 0-dim
+};
+TORCH_MODULE(Decoder);
+
+}  // namespace satcap

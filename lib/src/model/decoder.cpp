@@ -1,0 +1,550 @@
+#include "satcap/model/decoder.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/init.h>
+#include <torch/utils.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <sstream>
+#include <vector>
+
+#include "satcap/ops/attention_scores.h"
+#include "satcap/ops/dropout.h"
+#include "satcap/ops/lstm_cell.h"
+#include "satcap/ops/step_linear.h"
+#include "satcap/ops/token_nll.h"
+#include "satcap/runtime/error.h"
+
+namespace satcap {
+
+namespace {
+
+template <typename E>
+std::string name_of(const std::map<std::string, E>& names, E v) {
+  for (const auto& [k, x] : names)
+    if (x == v) return k;
+  return "?";
+}
+
+// Packed rows x [N, ...] at positions index (b * S + t) scattered into [B, S, ...], `fill` elsewhere.
+at::Tensor padded(const at::Tensor& x, const at::Tensor& index, int64_t B, int64_t S, double fill) {
+  std::vector<int64_t> shape{B * S};
+  for (int64_t d = 1; d < x.dim(); ++d) shape.push_back(x.size(d));
+  auto full = at::full(shape, fill, x.options()).index_copy(0, index, x);
+  shape[0] = S;
+  shape.insert(shape.begin(), B);
+  return full.view(shape);
+}
+
+std::string shape_of(const at::Tensor& t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
+
+}  // namespace
+
+const std::map<std::string, AttentionKind>& attention_kind_names() {
+  static const std::map<std::string, AttentionKind> m{{"soft", AttentionKind::soft}, {"hard", AttentionKind::hard}};
+  return m;
+}
+const std::map<std::string, BetaKind>& beta_kind_names() {
+  static const std::map<std::string, BetaKind> m{
+      {"scalar", BetaKind::scalar}, {"vector", BetaKind::vector}, {"none", BetaKind::none}};
+  return m;
+}
+const std::map<std::string, AttentionActivation>& attention_activation_names() {
+  static const std::map<std::string, AttentionActivation> m{{"tanh", AttentionActivation::tanh},
+                                                            {"relu", AttentionActivation::relu}};
+  return m;
+}
+const std::map<std::string, HardDecode>& hard_decode_names() {
+  static const std::map<std::string, HardDecode> m{
+      {"expected", HardDecode::expected}, {"sample", HardDecode::sample}, {"argmax", HardDecode::argmax}};
+  return m;
+}
+std::string to_string(AttentionKind v) { return name_of(attention_kind_names(), v); }
+std::string to_string(BetaKind v) { return name_of(beta_kind_names(), v); }
+std::string to_string(AttentionActivation v) { return name_of(attention_activation_names(), v); }
+std::string to_string(HardDecode v) { return name_of(hard_decode_names(), v); }
+
+void DecoderOptions::validate() const {
+  auto fail = [](const std::string& field, const std::string& rule, double got) {
+    std::ostringstream s;
+    s << "decoder option " << field << " must " << rule << " (got " << got << ")";
+    throw UsageError(s.str());
+  };
+  if (vocab_size < 2) fail("vocab_size", "be at least 2", vocab_size);
+  if (feature_dim < 1) fail("feature_dim", "be at least 1", feature_dim);
+  if (regions < 0) fail("regions", "be 0 (any) or positive", regions);
+  if (embed_dim < 1) fail("embed_dim", "be at least 1", embed_dim);
+  if (attention_dim < 1) fail("attention_dim", "be at least 1", attention_dim);
+  if (hidden_dim < 1) fail("hidden_dim", "be at least 1", hidden_dim);
+  if (!(dropout >= 0 && dropout < 1)) fail("dropout", "be in [0, 1)", dropout);
+  auto nonneg = [&](const char* field, double v) {
+    if (!(v >= 0 && std::isfinite(v))) fail(field, "be a finite number >= 0", v);
+  };
+  nonneg("doubly_stochastic_lambda", doubly_stochastic_lambda);
+  nonneg("lambda_r", lambda_r);
+  nonneg("lambda_e", lambda_e);
+  if (!(baseline_decay >= 0 && baseline_decay <= 1)) fail("baseline_decay", "be in [0, 1]", baseline_decay);
+  if (!(semi_sampling_p >= 0 && semi_sampling_p <= 1)) fail("semi_sampling_p", "be in [0, 1]", semi_sampling_p);
+}
+
+void to_json(nlohmann::json& j, const DecoderOptions& o) {
+  j = nlohmann::json{{"vocab_size", o.vocab_size},
+                     {"feature_dim", o.feature_dim},
+                     {"regions", o.regions},
+                     {"embed_dim", o.embed_dim},
+                     {"attention_dim", o.attention_dim},
+                     {"hidden_dim", o.hidden_dim},
+                     {"dropout", o.dropout},
+                     {"attention", to_string(o.attention)},
+                     {"beta", to_string(o.beta)},
+                     {"deep_output", o.deep_output},
+                     {"init_mlp", o.init_mlp},
+                     {"attention_activation", to_string(o.attention_activation)},
+                     {"doubly_stochastic_lambda", o.doubly_stochastic_lambda},
+                     {"lambda_r", o.lambda_r},
+                     {"lambda_e", o.lambda_e},
+                     {"baseline_decay", o.baseline_decay},
+                     {"semi_sampling_p", o.semi_sampling_p}};
+}
+
+void from_json(const nlohmann::json& j, DecoderOptions& o) {
+  if (!j.is_object()) throw ModelError("decoder options: expected a JSON object");
+  auto field = [&](const char* key) -> const nlohmann::json& {
+    auto it = j.find(key);
+    if (it == j.end()) throw ModelError(std::string("decoder options: missing field '") + key + "'");
+    return *it;
+  };
+  auto get = [&](const char* key, auto& out) {
+    const auto& v = field(key);
+    try {
+      v.get_to(out);
+    } catch (const nlohmann::json::exception&) {
+      throw ModelError(std::string("decoder options: field '") + key + "' has the wrong type (" + v.dump() + ")");
+    }
+  };
+  auto get_enum = [&](const char* key, auto& out, const auto& names) {
+    std::string s;
+    get(key, s);
+    auto it = names.find(s);
+    if (it == names.end()) throw ModelError(std::string("decoder options: field '") + key + "' has unknown value '" + s + "'");
+    out = it->second;
+  };
+  DecoderOptions r;
+  get("vocab_size", r.vocab_size);
+  get("feature_dim", r.feature_dim);
+  get("regions", r.regions);
+  get("embed_dim", r.embed_dim);
+  get("attention_dim", r.attention_dim);
+  get("hidden_dim", r.hidden_dim);
+  get("dropout", r.dropout);
+  get_enum("attention", r.attention, attention_kind_names());
+  get_enum("beta", r.beta, beta_kind_names());
+  get("deep_output", r.deep_output);
+  get("init_mlp", r.init_mlp);
+  get_enum("attention_activation", r.attention_activation, attention_activation_names());
+  get("doubly_stochastic_lambda", r.doubly_stochastic_lambda);
+  get("lambda_r", r.lambda_r);
+  get("lambda_e", r.lambda_e);
+  get("baseline_decay", r.baseline_decay);
+  get("semi_sampling_p", r.semi_sampling_p);
+  try {
+    r.validate();
+  } catch (const UsageError& e) {
+    throw ModelError(std::string("decoder options: ") + e.what());
+  }
+  o = r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// DecoderOutput
+
+at::Tensor DecoderOutput::padded_logits() const {
+  const int64_t B = mask.size(0), S = mask.size(1);
+  auto index = valid_index.defined() ? valid_index : mask.reshape({-1}).nonzero().view({-1});  // [N]
+  return padded(valid_logits, index, B, S, 0.0);  // [B, S, V]
+}
+
+// ---------------------------------------------------------------------------------------------
+// DecoderState
+
+void DecoderState::expand_beams(int64_t k) {
+  if (beam != 1) throw std::logic_error("DecoderState::expand_beams: state already has beams");
+  h = h.repeat_interleave(k, 0);
+  c = c.repeat_interleave(k, 0);
+  beam = k;
+}
+
+void DecoderState::reorder(const at::Tensor& indices) {
+  h = h.index_select(0, indices);
+  c = c.index_select(0, indices);
+}
+
+void DecoderState::select_images(const at::Tensor& image_indices) {
+  auto idx = image_indices.to(features.device(), at::kLong);
+  features = features.index_select(0, idx);
+  projected = projected.index_select(0, idx);
+  // Rows of the kept images: image * beam + [0, beam).
+  auto rows = (idx.unsqueeze(1) * beam + at::arange(beam, idx.options()).unsqueeze(0)).reshape({-1});
+  h = h.index_select(0, rows);
+  c = c.index_select(0, rows);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DecoderImpl
+
+DecoderImpl::DecoderImpl(const DecoderOptions& options) : options_(options) {
+  options_.validate();
+  const auto& o = options_;
+  embed = register_module("embed", torch::nn::Embedding(o.vocab_size, o.embed_dim));
+  att_features = register_module("att_features", torch::nn::Linear(o.feature_dim, o.attention_dim));
+  att_hidden = register_module(
+      "att_hidden", torch::nn::Linear(torch::nn::LinearOptions(o.hidden_dim, o.attention_dim).bias(false)));
+  // No bias: a constant added to every e_ti cancels in the softmax (it would get no gradient).
+  att_score = register_module("att_score", torch::nn::Linear(torch::nn::LinearOptions(o.attention_dim, 1).bias(false)));
+  if (o.beta != BetaKind::none)
+    f_beta = register_module("f_beta",
+                             torch::nn::Linear(o.hidden_dim, o.beta == BetaKind::scalar ? 1 : o.feature_dim));
+  lstm = register_module("lstm", torch::nn::LSTMCell(o.embed_dim + o.feature_dim, o.hidden_dim));
+  if (o.init_mlp) {
+    init_h = register_module("init_h", torch::nn::Linear(o.feature_dim, o.hidden_dim));
+    init_c = register_module("init_c", torch::nn::Linear(o.feature_dim, o.hidden_dim));
+  }
+  if (o.deep_output) {
+    out_hidden = register_module("out_hidden", torch::nn::Linear(o.hidden_dim, o.embed_dim));
+    out_context = register_module("out_context", torch::nn::Linear(o.feature_dim, o.embed_dim));
+    out_vocab = register_module("out_vocab", torch::nn::Linear(o.embed_dim, o.vocab_size));
+  } else {
+    out_vocab = register_module("out_vocab", torch::nn::Linear(o.hidden_dim, o.vocab_size));
+  }
+  baseline_ = register_buffer("reinforce_baseline", at::zeros({}, at::kFloat));
+  {
+    torch::NoGradGuard no_grad;
+    embed->weight.uniform_(-0.1, 0.1);
+    out_vocab->weight.uniform_(-0.1, 0.1);
+    out_vocab->bias.zero_();
+  }
+}
+
+void DecoderImpl::check_features(const at::Tensor& features, const char* where) const {
+  if (features.dim() != 3 || features.size(2) != options_.feature_dim ||
+      (options_.regions > 0 && features.size(1) != options_.regions) || features.size(1) < 1) {
+    std::ostringstream s;
+    s << "decoder " << where << ": features have shape " << shape_of(features) << ", this decoder expects [B, "
+      << (options_.regions > 0 ? std::to_string(options_.regions) : std::string("n")) << ", "
+      << options_.feature_dim << "]";
+    throw ModelError(s.str());
+  }
+}
+
+DecoderState DecoderImpl::init_state(const at::Tensor& features) {
+  check_features(features, "init_state");
+  DecoderState st;
+  st.features = features;                               // [B, n, D]
+  st.projected = att_features->forward(features);       // [B, n, A]  W_a a_i + b, once per image
+  if (options_.init_mlp) {
+    auto mean = features.mean(1);                       // [B, D]
+    st.h = at::tanh(init_h->forward(mean));             // [B, H]
+    st.c = at::tanh(init_c->forward(mean));             // [B, H]
+  } else {
+    st.h = at::zeros({features.size(0), options_.hidden_dim}, features.options());
+    st.c = at::zeros_like(st.h);
+  }
+  st.beam = 1;
+  return st;
+}
+
+std::pair<at::Tensor, at::Tensor> DecoderImpl::attend(const DecoderState& st) {
+  // e_ti = w^T act(W_a a_i + b + U_a h_{t-1}) + c (eq. 4, the original code's f_att), each image's
+  // projected features shared by its beam's rows (satcap/ops/attention_scores.h).
+  auto e = attention_scores(st.projected, att_hidden->forward(st.h), att_score->weight, att_score->bias, st.beam,
+                            options_.attention_activation == AttentionActivation::relu);  // [R, n]
+  return normalise(e);
+}
+
+std::pair<at::Tensor, at::Tensor> DecoderImpl::normalise(const at::Tensor& e) {
+  // float32 whatever the scores' type (under autocast they may be bfloat16 or float16): the
+  // attention weights sum to 1 and hard attention samples from them.
+  auto log_alpha = at::log_softmax(e, 1, at::kFloat);  // [R, n]
+  auto alpha = at::softmax(e, 1, at::kFloat);          // [R, n]  alpha_t (eq. 5)
+  return {alpha, log_alpha};
+}
+
+at::Tensor DecoderImpl::expected_context(const DecoderState& st, const at::Tensor& alpha) const {
+  // sum_i alpha_ti a_i (eq. 13): [R, n] over [B, n, D] -> [R, D] (satcap/ops/attention_scores.h)
+  return attention_context(st.features, alpha, st.beam);
+}
+
+at::Tensor DecoderImpl::located_context(const DecoderState& st, const at::Tensor& locations) const {
+  const int64_t n = st.features.size(1), D = st.features.size(2);
+  auto image = at::arange(st.rows(), locations.options()).div(st.beam, "floor");  // [R]
+  auto flat = image * n + locations;                                                 // [R]
+  return st.features.reshape({-1, D}).index_select(0, flat);                         // [R, D]  a_{s_t}
+}
+
+at::Tensor DecoderImpl::gate(const at::Tensor& h, const at::Tensor& context) {
+  if (options_.beta == BetaKind::none) return context;
+  return gated(f_beta->forward(h), context);
+}
+
+at::Tensor DecoderImpl::gated(const at::Tensor& beta_logits, const at::Tensor& context) {
+  return at::sigmoid(beta_logits) * context;  // beta_t = sigmoid(f_beta(h_{t-1})), [R, 1] or [R, D]
+}
+
+at::Tensor DecoderImpl::output_logits(const at::Tensor& emb, const at::Tensor& h, const at::Tensor& z) {
+  auto drop = [&](const at::Tensor& x) { return satcap::dropout(x, options_.dropout, is_training()); };  // satcap/ops/dropout.h
+  if (!options_.deep_output) return out_vocab->forward(drop(h));
+  // Deep output (eq. 7): L_o(E y_{t-1} + L_h h_t + L_z z_t), dropout on h_t and on the sum as the
+  // original code (which also puts a tanh on the sum; the paper's equation has none).
+  auto sum = emb + out_hidden->forward(drop(h)) + out_context->forward(z);
+  return out_vocab->forward(drop(sum));
+}
+
+StepOutput DecoderImpl::step(const at::Tensor& prev_ids, DecoderState& st, HardDecode mode) {
+  auto emb = embed->forward(prev_ids);  // [R, m]  E y_{t-1}
+  auto [alpha, log_alpha] = attend(st);
+  at::Tensor z;  // [R, D]
+  if (options_.attention == AttentionKind::soft || mode == HardDecode::expected) {
+    z = expected_context(st, alpha);
+  } else if (mode == HardDecode::sample) {
+    z = located_context(st, at::multinomial(alpha, 1).squeeze(1));
+  } else {
+    z = located_context(st, alpha.argmax(1));
+  }
+  z = gate(st.h, z);
+  auto hc = lstm->forward(at::cat({emb, z}, 1), std::make_tuple(st.h, st.c));
+  st.h = std::get<0>(hc);
+  st.c = std::get<1>(hc);
+  auto logits = output_logits(emb, st.h, z);  // [R, V]
+  return {at::log_softmax(logits, 1, at::kFloat), alpha};  // float32: the beam sums these
+}
+
+DecoderOutput DecoderImpl::forward(const at::Tensor& features, const at::Tensor& captions,
+                                   const at::Tensor& lengths) {
+  Context ctx = Context::expected;
+  if (options_.attention == AttentionKind::hard && is_training()) {
+    // Semi-sampling, drawn once per minibatch on the CPU generator (no device synchronisation).
+    const double p = options_.semi_sampling_p;
+    bool soft = p >= 1 || (p > 0 && at::rand({1}, at::TensorOptions().dtype(at::kDouble)).item<double>() < p);
+    ctx = soft ? Context::expected : Context::sample;
+  }
+  return teacher_forced(features, captions, lengths, ctx, {});
+}
+
+DecoderOutput DecoderImpl::forward(const at::Tensor& features, const at::Tensor& captions, const at::Tensor& lengths,
+                                   HardDecode mode) {
+  Context ctx = Context::expected;
+  if (options_.attention == AttentionKind::hard)
+    ctx = mode == HardDecode::sample ? Context::sample : mode == HardDecode::argmax ? Context::argmax : Context::expected;
+  return teacher_forced(features, captions, lengths, ctx, {});
+}
+
+DecoderOutput DecoderImpl::forward_at(const at::Tensor& features, const at::Tensor& captions,
+                                      const at::Tensor& lengths, const at::Tensor& locations) {
+  if (options_.attention != AttentionKind::hard)
+    throw UsageError("decoder forward_at: locations are given, but this decoder has soft attention");
+  if (locations.dim() != 2 || locations.size(0) != captions.size(0) || locations.size(1) != captions.size(1) - 1)
+    throw UsageError("decoder forward_at: locations have shape " + shape_of(locations) + ", expected [B, T-1]");
+  return teacher_forced(features, captions, lengths, Context::given, locations.to(features.device(), at::kLong));
+}
+
+DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::Tensor& captions,
+                                          const at::Tensor& lengths, Context context, const at::Tensor& locations) {
+  check_features(features, "forward");
+  const int64_t B = features.size(0);
+  if (captions.dim() != 2 || captions.size(0) != B || captions.size(1) < 2)
+    throw UsageError("decoder forward: captions have shape " + shape_of(captions) + ", expected [" +
+                     std::to_string(B) + ", T] with T >= 2");
+  if (lengths.dim() != 1 || lengths.size(0) != B)
+    throw UsageError("decoder forward: lengths have shape " + shape_of(lengths) + ", expected [" +
+                     std::to_string(B) + "]");
+  const int64_t S = captions.size(1) - 1, n = features.size(1);
+  const auto dev = features.device();
+  auto caps = captions.to(dev, at::kLong);
+  const bool hard = options_.attention == AttentionKind::hard;
+  const bool located = hard && context != Context::expected;
+
+  // No padded work (the "decreasing batch size" of packed sequences): caption b has
+  // L_b = clamp(length_b - 1, 0, S) valid steps. Rows are sorted by decreasing L_b (stable), so at
+  // step t the active rows are the first B_t of the sorted batch; a finished row's state is never
+  // used again. Every row computes exactly what it computes alone: the rows never mix.
+  std::vector<int64_t> steps(static_cast<size_t>(B));
+  {
+    auto len = lengths.to(at::kCPU, at::kLong).contiguous();
+    const int64_t* l = len.data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b) steps[static_cast<size_t>(b)] = std::clamp<int64_t>(l[b] - 1, 0, S);
+  }
+  std::vector<int64_t> order(static_cast<size_t>(B));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return steps[static_cast<size_t>(a)] > steps[static_cast<size_t>(b)]; });
+  const bool sorted = std::is_sorted(order.begin(), order.end());  // already in decreasing order
+  const int64_t steps_max = B > 0 ? steps[static_cast<size_t>(order[0])] : 0;
+  std::vector<int64_t> active;  // B_t for t < steps_max
+  std::vector<int64_t> flat;    // packed positions, step-major: order[i] * S + t for i < B_t
+  for (int64_t t = 0; t < steps_max; ++t) {
+    int64_t bt = 0;
+    while (bt < B && steps[static_cast<size_t>(order[static_cast<size_t>(bt)])] > t) {
+      flat.push_back(order[static_cast<size_t>(bt)] * S + t);
+      ++bt;
+    }
+    active.push_back(bt);
+  }
+  auto index = at::tensor(flat, at::kLong).to(dev);  // [N]
+
+  DecoderState all = init_state(sorted ? features : features.index_select(0, at::tensor(order, at::kLong).to(dev)));
+  // Embeddings and given locations of the valid steps only, packed like `index`, then cut per step.
+  auto emb = embed->forward(caps.slice(1, 0, S).reshape({-1}).index_select(0, index));  // [N, m]  E y_{t-1}
+  std::vector<at::Tensor> location_steps;
+  if (context == Context::given) location_steps = locations.reshape({-1}).index_select(0, index).split_with_sizes(active, 0);
+  // A narrowed view only when rows really drop out: narrowing the whole tensor would still cost a
+  // full-size zero gradient in backward.
+  auto first_rows = [](const at::Tensor& x, int64_t rows) { return rows == x.size(0) ? x : x.narrow(0, 0, rows); };
+  // The LSTM (PyTorch's LSTMCell: gates i, f, g, o = W_ih [E y_{t-1}; z_t] + b_ih + W_hh h_{t-1} + b_hh),
+  // split by what is known before the loop: the embeddings' part of every step at once ([N, 4H],
+  // one product); per step the context's part W_ih,z z_t, and the hidden state's part W_hh h_{t-1}
+  // in one product with the other two maps of h_{t-1}, U_a (attention) and f_beta (the gate). Each
+  // per-step product's weight gradient is one product over all steps (satcap/ops/step_linear.h).
+  const int64_t m = options_.embed_dim, D = features.size(2);
+  const bool gated_context = options_.beta != BetaKind::none;
+  // Split, not narrowed: the backward joins the two parts' gradients into one [4H, m + D] (two
+  // narrows would each fill a zero [4H, m + D] and the two be added).
+  auto input_maps = lstm->weight_ih.split_with_sizes({m, D}, 1);  // [4H, m], [4H, D]
+  auto gates_emb = at::linear(emb, input_maps[0], lstm->bias_ih + lstm->bias_hh);  // [N, 4H]
+  auto gates_emb_steps = gates_emb.split_with_sizes(active, 0);                                      // [B_t, 4H]
+  std::vector<at::Tensor> hidden_maps{att_hidden->weight};  // [A, H], [beta, H], [4H, H]
+  if (gated_context) hidden_maps.push_back(f_beta->weight);
+  hidden_maps.push_back(lstm->weight_hh);
+  std::vector<int64_t> hidden_widths;
+  for (const auto& w : hidden_maps) hidden_widths.push_back(w.size(0));
+  StepLinearSequence from_hidden(at::cat(hidden_maps, 0), static_cast<int64_t>(flat.size()));  // [A + beta + 4H, H]
+  StepLinearSequence from_context(input_maps[1], static_cast<int64_t>(flat.size()));  // [4H, D], a view of W_ih
+  // The scores of every step read the same projected features; their gradient is summed once.
+  ScoreSequence scores(all.projected, att_score->weight, att_score->bias,
+                       options_.attention_activation == AttentionActivation::relu);
+  at::Tensor h = all.h, c = all.c;  // [B_{t-1}, H]
+  std::vector<at::Tensor> hs, zs, alphas, samples, sample_lp, entropies;
+  hs.reserve(static_cast<size_t>(steps_max));
+  zs.reserve(static_cast<size_t>(steps_max));
+  alphas.reserve(static_cast<size_t>(steps_max));
+  for (int64_t t = 0; t < steps_max; ++t) {
+    const int64_t bt = active[static_cast<size_t>(t)];
+    DecoderState st;  // the B_t active rows (the projected features are the sequence's)
+    st.features = first_rows(all.features, bt);
+    st.h = first_rows(h, bt);
+    st.c = first_rows(c, bt);
+    // U_a h_{t-1} [B_t, A], f_beta's weight times h_{t-1} [B_t, beta] (if gated), W_hh h_{t-1} [B_t, 4H]
+    auto of_hidden = from_hidden.next(st.h).split_with_sizes(hidden_widths, 1);
+    auto [alpha, log_alpha] = normalise(scores.next(of_hidden.front()));  // [B_t, n]
+    at::Tensor z;                              // [B_t, D]
+    if (!located) {
+      z = expected_context(st, alpha);
+    } else {
+      at::Tensor s;                            // [B_t]  s_t
+      if (context == Context::sample)
+        s = at::multinomial(alpha.detach(), 1).squeeze(1);
+      else if (context == Context::argmax)
+        s = alpha.detach().argmax(1);
+      else
+        s = location_steps[static_cast<size_t>(t)];
+      z = located_context(st, s);
+      samples.push_back(s);
+      sample_lp.push_back(log_alpha.gather(1, s.unsqueeze(1)).squeeze(1));  // log alpha_t[s_t]
+    }
+    if (hard) entropies.push_back(-(alpha * log_alpha).sum(1));            // H(alpha_t)
+    if (gated_context) z = gated(of_hidden[1] + f_beta->bias, z);
+    // The gates [B_t, 4H] are the sum of the three parts, added inside the fused cell (satcap/ops/lstm_cell.h).
+    std::tie(h, c) = lstm_cell({gates_emb_steps[static_cast<size_t>(t)], from_context.next(z), of_hidden.back()}, st.c);
+    hs.push_back(h);
+    zs.push_back(z);
+    alphas.push_back(alpha);
+  }
+  // Packed [N, ...] from the per-step pieces; an empty [0, width] when there is no valid step.
+  auto packed = [&](const std::vector<at::Tensor>& xs, int64_t width, const at::TensorOptions& opts) {
+    if (xs.empty()) return width < 0 ? at::empty({0}, opts) : at::empty({0, width}, opts);
+    return at::cat(xs, 0);
+  };
+  // Into [B, S, ...] in the caller's row order; positions past a caption's end hold `fill`.
+  auto unpack = [&](const at::Tensor& x, double fill) { return padded(x, index, B, S, fill); };
+  const auto fopts = features.options();
+  DecoderOutput out;
+  // The output layer runs once over the valid steps: [N, m], [N, H], [N, D] -> [N, V].
+  out.valid_logits = output_logits(emb, packed(hs, options_.hidden_dim, fopts), packed(zs, features.size(2), fopts));
+  out.valid_index = index;
+  out.alphas = unpack(packed(alphas, n, fopts), 1.0 / n);   // [B, S, n]
+  out.targets = caps.slice(1, 1, S + 1);       // [B, S]
+  auto valid = lengths.to(dev, at::kLong).sub(1).unsqueeze(1);                       // [B, 1]
+  out.mask = (at::arange(S, caps.options()).unsqueeze(0) < valid).to(features.scalar_type());  // [B, S]
+  if (located) {
+    out.samples = unpack(packed(samples, -1, caps.options()), 0);               // [B, S]
+    out.sample_log_probs = unpack(packed(sample_lp, -1, fopts), -std::log(static_cast<double>(n)));
+    out.sampled = true;
+  }
+  if (hard) out.entropies = unpack(packed(entropies, -1, fopts), std::log(static_cast<double>(n)));
+  return out;
+}
+
+LossTerms DecoderImpl::loss(const DecoderOutput& out) {
+  const auto& o = options_;
+  LossTerms r;
+  const auto& mask = out.mask;                                                       // [B, S]
+  // The NLL over the valid positions only, from the packed logits: the forward's, with their
+  // positions, or those of an output made by hand, in the mask's row-major order.
+  const int64_t B = mask.size(0), S = mask.size(1);
+  auto index = out.valid_index.defined() ? out.valid_index : mask.reshape({-1}).nonzero().view({-1});  // [N]
+  const auto& logits = out.valid_logits;                                             // [N, V]
+  if (!logits.defined() || logits.dim() != 2 || logits.size(0) != index.size(0))
+    throw UsageError("decoder loss: valid_logits have shape " + (logits.defined() ? shape_of(logits) : "undefined") +
+                     ", expected [" + std::to_string(index.size(0)) + ", V] for the mask's valid positions");
+  auto nll = token_nll(logits, out.targets.reshape({-1}).index_select(0, index));    // [N] (satcap/ops/token_nll.h)
+  auto position_nll = at::zeros({B * S}, nll.options()).index_copy(0, index, nll).view({B, S});         // [B, S]
+  auto N = mask.sum().clamp_min(1);                                                  // tokens in the batch
+  auto caption_nll = position_nll.sum(1);                                            // [B]  NLL_n
+  r.tokens = N.detach();
+  r.caption_nll = caption_nll.detach();
+  r.nll = caption_nll.sum() / N;
+
+  // Doubly stochastic regularisation (eq. 14) over each caption's valid steps; a caption with no
+  // valid step (an all-padding row) contributes nothing.
+  auto coverage = (out.alphas * mask.unsqueeze(2)).sum(1);                           // [B, n]  sum_t alpha_ti
+  auto has_steps = (mask.sum(1) > 0).to(mask.scalar_type());                         // [B]
+  r.ds_reg = o.doubly_stochastic_lambda * ((1 - coverage).pow(2).sum(1) * has_steps).sum() / N;
+
+  auto zero = at::zeros({}, logits.options());
+  r.reinforce = zero;
+  r.entropy = zero;
+  r.baseline = baseline_.detach().clone();
+  if (out.sampled) {
+    // REINFORCE with the NLL as the cost to minimise (the negative reward). For a caption n with
+    // locations s ~ p(s | a) = prod_t alpha_t[s_t]:
+    //   d/dW E_s[NLL_n(s)] = E_s[ dNLL_n(s)/dW + (NLL_n(s) - b) * d log p(s)/dW ]
+    // for any b independent of s. The surrogate NLL_n + (NLL_n - b).detach() * log p(s) has exactly
+    // this gradient, so the term is ADDED with a plus sign: locations that gave a worse-than-baseline
+    // NLL get their log-probability pushed down. lambda_r (0.1, the original code) scales it, and it
+    // is divided by N like the NLL so that lambda_r = 1 gives the unbiased gradient of `nll`.
+    auto advantage = caption_nll.detach() - r.baseline;                              // [B]  NLL_n - b
+    auto log_p_s = (out.sample_log_probs * mask).sum(1);                             // [B]  sum_t log alpha_t[s_t]
+    r.reinforce = o.lambda_r * (advantage * log_p_s).sum() / N;
+    // Entropy bonus lambda_e * H[s]: maximised, hence subtracted from the loss.
+    r.entropy = o.lambda_e * (out.entropies * mask).sum() / N;
+  }
+  r.total = r.nll + r.ds_reg + r.reinforce - r.entropy;
+
+  if (o.attention == AttentionKind::hard && is_training()) {
+    // b <- decay * b + (1 - decay) * mean_n NLL_n, once per minibatch, after b was used above.
+    torch::NoGradGuard no_grad;
+    auto captions = has_steps.sum().clamp_min(1);
+    auto mean_nll = (caption_nll.detach() * has_steps).sum() / captions;
+    baseline_.mul_(o.baseline_decay).add_(mean_nll.to(baseline_.scalar_type()) * (1 - o.baseline_decay));
+  }
+  return r;
+}
+
+}  // namespace satcap

@@ -1,0 +1,291 @@
+// run_training (trainer.h): what `satcap train` does, from a dataset to a model bundle.
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+#include <optional>
+
+#include "satcap/build_config.h"
+#include "satcap/data/dataset.h"
+#include "satcap/data/feature_store.h"
+#include "satcap/data/image.h"
+#include "satcap/data/prepare.h"
+#include "satcap/decode/captioner.h"
+#include "satcap/model/bundle.h"
+#include "satcap/model/encoder.h"
+#include "satcap/model/vocab.h"
+#include "satcap/runtime/cpu_allocator.h"
+#include "satcap/runtime/error.h"
+#include "satcap/runtime/runtime.h"
+#include "satcap/train/trainer.h"
+#include "satcap/train/training_log.h"
+
+namespace fs = std::filesystem;
+
+namespace satcap {
+
+nlohmann::json read_checkpoint_meta(const fs::path& path);  // trainer.cpp
+
+namespace {
+
+nlohmann::json summary_json(const TrainSummary& s) {
+  return {{"steps", s.steps},
+          {"epochs_completed", s.epochs_completed},
+          {"best_bleu4", s.best_bleu4},
+          {"best_epoch", s.best_epoch},
+          {"best_scores", s.best_scores},
+          {"final_lr", s.final_lr},
+          {"seconds", s.seconds},
+          {"steps_per_second", s.steps_per_second},
+          {"stopped_early", s.stopped_early}};
+}
+
+}  // namespace
+
+TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions& options, c10::Device device,
+                          bool quiet) {
+  validate(options);
+  if (options.fine_tune_encoder && !command.features.empty())
+    throw UsageError("--features cannot be used with --fine-tune-encoder: the encoder's features change as it "
+                     "trains, so training reads the images; drop --features");
+  if (command.data.empty()) throw UsageError("--data is required");
+  if (command.out.empty()) throw UsageError("--out is required");
+  if (command.min_word_count < 1)
+    throw UsageError("--min-word-count must be at least 1 (got " + std::to_string(command.min_word_count) + ")");
+  const fs::path out = command.out;
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (!fs::is_directory(out)) throw OutputError(out.string() + ": cannot create the output folder");
+
+  auto say = [&](const std::string& line) {
+    if (!quiet) std::cerr << line << "\n";
+  };
+
+  Dataset dataset = load_dataset(command.data);
+  for (const auto& w : dataset.warnings) std::cerr << "warning: " << w << "\n";
+
+  // What the decoder trains on: a feature store (given, or prepared here with the encoder), or with
+  // fine_tune_encoder the images themselves, encoded at each step by the encoder being tuned.
+  fs::path store_dir = command.features.empty() ? out / "features" : fs::path(command.features);
+  std::optional<FeatureStore> store_holder;
+  std::unique_ptr<Encoder> tuned;                 // fine-tuning: the encoder being trained
+  std::vector<fs::path> image_paths;              // fine-tuning: row -> image file
+  std::map<std::string, int64_t> image_rows;      // fine-tuning: image key -> row
+  if (options.fine_tune_encoder) {
+    EncoderOptions eo;
+    eo.source = command.encoder;
+    eo.trainable_blocks = options.fine_tune_blocks;
+    tuned = load_encoder(eo);
+    tuned->to(device);
+    for (const char* split : {"train", "val", "test"}) {
+      for (const ImageEntry* img : dataset.split(split)) {
+        if (image_rows.count(img->key)) continue;
+        if (!fs::is_regular_file(img->path)) continue;  // reported below as left out
+        image_rows[img->key] = static_cast<int64_t>(image_paths.size());
+        image_paths.push_back(img->path);
+      }
+    }
+    say("fine-tuning the last " + std::to_string(options.fine_tune_blocks) + " blocks of encoder " + tuned->identity() +
+        " (" + std::to_string(tuned->trainable_parameters().size()) + " tensors) on " +
+        std::to_string(image_paths.size()) + " images");
+  }
+  bool prepared = false;
+  if (!tuned && command.features.empty() && fs::exists(store_dir / "meta.json")) {
+    try {  // prepared by an earlier run into <out>/features (a resume, or a second training)
+      prepared = FeatureStore::open(store_dir).complete();
+    } catch (const Error&) {
+      prepared = false;  // incomplete or mismatched: prepare_features resumes or reports it
+    }
+  }
+  if (!tuned && command.features.empty() && !prepared) {
+    EncoderOptions eo;
+    eo.source = command.encoder;
+    auto encoder = load_encoder(eo);
+    encoder->to(device);
+    PrepareOptions po;
+    if (!quiet) {
+      po.progress = [](std::size_t done, std::size_t total) {
+        std::cerr << "\rprepare: " << done << "/" << total << " images" << std::flush;
+      };
+    }
+    say("preparing features with encoder " + encoder->identity() + " into " + store_dir.string());
+    PrepareSummary ps = prepare_features(dataset, *encoder, store_dir.string(), po);
+    if (!quiet) std::cerr << "\n";
+    for (const auto& f : ps.failures) std::cerr << "warning: " << f << " (image skipped)\n";
+  }
+  if (!tuned) store_holder.emplace(FeatureStore::open(store_dir));
+  // The row of an image in the feature source, if it has one.
+  auto row_of = [&](const ImageEntry& img) -> std::optional<int64_t> {
+    if (tuned) {
+      auto it = image_rows.find(img.key);
+      if (it == image_rows.end()) return std::nullopt;
+      return it->second;
+    }
+    auto row = store_holder->row_of(img.key);
+    if (!row || store_holder->state(*row) != RowState::written) return std::nullopt;
+    return static_cast<int64_t>(*row);
+  };
+  const std::string source_name = tuned ? "the dataset's images" : store_dir.string();
+  const int feature_dim = tuned ? tuned->dim() : store_holder->dim();
+  const int regions = tuned ? tuned->regions() : store_holder->regions();
+  const std::string encoder_identity = tuned ? tuned->identity() : store_holder->encoder_identity();
+
+  // The vocabulary: from the training split, kept beside the checkpoint for resuming.
+  const fs::path vocab_path = out / "vocab.json";
+  Vocabulary vocab;
+  if (options.resume && fs::exists(vocab_path)) {
+    vocab = Vocabulary::load(vocab_path);
+  } else {
+    VocabOptions vo;
+    vo.min_count = command.min_word_count;
+    vo.max_length = options.max_train_length > 0 ? options.max_train_length : 1000000;
+    vocab = Vocabulary::build(dataset, vo, "train");
+    vocab.save(vocab_path);
+  }
+
+  // Captions and validation images with their feature rows.
+  TrainingData data;
+  std::size_t missing = 0;
+  for (const ImageEntry* img : dataset.split("train")) {
+    auto row = row_of(*img);
+    if (!row) {
+      ++missing;
+      continue;
+    }
+    for (const auto& c : img->captions) data.train.add(*row, vocab.encode(c.tokens()));
+  }
+  data.train.shrink_to_fit();
+  // The images of a split that have features, with their reference captions.
+  auto scored_images = [&](const std::string& split, std::size_t* without_features) {
+    std::vector<ValidationImage> images;
+    for (const ImageEntry* img : dataset.split(split)) {
+      auto row = row_of(*img);
+      if (!row) {
+        if (without_features) ++*without_features;
+        continue;
+      }
+      ValidationImage v;
+      v.id = std::to_string(img->id);
+      v.feature_row = *row;
+      for (const auto& c : img->captions) v.references.push_back(c.raw);
+      images.push_back(std::move(v));
+    }
+    return images;
+  };
+  data.val = scored_images("val", &missing);
+  std::vector<ValidationImage> test_images;  // scored at the end
+  if (command.eval_test) test_images = scored_images("test", nullptr);
+  // Everything training needs is copied out: the dataset's text is released, and with it the
+  // memory that would otherwise grow with the dataset for the whole run.
+  dataset = Dataset{};
+  release_free_memory();
+  if (missing > 0 && tuned)
+    std::cerr << "warning: " << missing << " train/val images are missing (no such file); they are left out\n";
+  else if (missing > 0)
+    std::cerr << "warning: " << missing << " train/val images have no features in " << store_dir.string()
+              << " (not prepared, or unreadable); they are left out\n";
+  if (data.train.empty())
+    throw InputError(command.data + ": no training captions with features (does the dataset have a \"train\" split, "
+                                    "and was " + source_name + " prepared from it?)");
+  // Fine-tuning: images are read and preprocessed for rows (on the trainer's worker thread).
+  auto images_of = [&image_paths](Encoder* encoder) {
+    const ImageLimits limits = encoder->read_limits();  // as prepare and caption read them
+    return [&image_paths, encoder, limits](const std::vector<int64_t>& rows) {
+      std::vector<cv::Mat> rgb;
+      for (int64_t r : rows) rgb.push_back(read_image_rgb(image_paths[static_cast<std::size_t>(r)], limits));
+      return encoder->preprocess(rgb);  // [B, 3, H, W]
+    };
+  };
+  if (tuned) {
+    data.encoder = tuned.get();
+    data.images = images_of(tuned.get());
+  } else {
+    data.gather = [&store_holder](const std::vector<int64_t>& rows) { return store_holder->gather(rows); };
+  }
+  say("training on " + std::to_string(data.train.size()) + " captions, validating on " +
+      std::to_string(data.val.size()) + " images; vocabulary " + std::to_string(vocab.size()) + " words");
+
+  // The decoder: new, or with the options of the checkpoint being resumed.
+  DecoderOptions dopts;
+  if (options.resume) {
+    auto meta = read_checkpoint_meta(out / "checkpoint.pt");
+    dopts = meta.at("decoder").get<DecoderOptions>();
+  } else {
+    dopts = decoder_options_for(options, static_cast<int>(vocab.size()), feature_dim, regions);
+  }
+  if (dopts.vocab_size != static_cast<int>(vocab.size()) || dopts.feature_dim != feature_dim)
+    throw UsageError("--resume: the checkpoint's decoder (vocabulary " + std::to_string(dopts.vocab_size) +
+                     ", feature dim " + std::to_string(dopts.feature_dim) + ") does not fit the data (vocabulary " +
+                     std::to_string(vocab.size()) + ", feature dim " + std::to_string(feature_dim) + ")");
+  // Large tensors from satcap's block cache from here on, unless the encoder runs in every step
+  // (see satcap/runtime/cpu_allocator.h: its forward is faster on glibc's heap). Features prepared above
+  // have been written already.
+  if (!tuned) install_cpu_allocator();
+  at::manual_seed(options.seed);
+  Decoder decoder(dopts);
+
+  nlohmann::json effective = to_json(options);
+  effective["data"] = command.data;
+  effective["features"] = tuned ? std::string() : store_dir.string();
+  effective["encoder"] = encoder_identity;
+  effective["min_word_count"] = command.min_word_count;
+  effective["decoder"] = dopts;
+  write_file_atomic(out / "config.effective.json", effective.dump(2) + "\n");
+
+  Bundle bundle;
+  bundle.encoder = tuned ? tuned->describe() : store_holder->encoder_description();  // before tuning: no tag
+  if (!bundle.encoder.is_object() || !bundle.encoder.contains("identity"))
+    bundle.encoder = {{"identity", encoder_identity}};
+  bundle.decoder_options = dopts;
+  bundle.vocab = vocab;
+  bundle.satcap_version = SATCAP_VERSION;
+  const fs::path model_dir = out / "model";
+  auto keep = [&](Decoder& d, const TrainSummary& s) {
+    bundle.decoder = d;
+    if (tuned) {  // the encoder's tuned blocks as they are now (copies: training goes on)
+      bundle.encoder_weights.clear();
+      for (auto& [name, t] : tuned->named_trainable_parameters())
+        bundle.encoder_weights[name] = t.detach().to(c10::kCPU).clone();
+    }
+    bundle.training = {{"summary", summary_json(s)},
+                       {"options", to_json(options)},
+                       {"data", command.data},
+                       {"train_captions", data.train.size()},
+                       {"val_images", data.val.size()}};
+    save_bundle(bundle, model_dir);
+  };
+  TrainHooks hooks;
+  hooks.on_best = keep;
+  hooks.on_final = keep;
+  TrainSummary summary = train_decoder(decoder, data, vocab, options, out, hooks, device, quiet);
+  if (command.eval_test) {
+    TrainingData test;
+    test.gather = data.gather;
+    test.val = std::move(test_images);
+    if (!test.val.empty() && fs::exists(model_dir / "config.json")) {
+      Bundle best = load_bundle(model_dir, tuned ? std::string() : encoder_identity, device);
+      std::unique_ptr<Encoder> best_encoder;  // fine-tuning: the encoder as the best model saved it
+      if (tuned) {
+        best_encoder = load_bundle_encoder(best, "", device);
+        test.encoder = best_encoder.get();
+        test.images = images_of(best_encoder.get());
+      }
+      TrainOptions test_options = options;
+      test_options.val_max_images = 0;
+      std::map<std::string, std::string> captions;
+      auto scores = validate_decoder(best.decoder, test, best.vocab, test_options, device, &captions);
+      nlohmann::json record = {{"split", "test"}, {"images", captions.size()}, {"beam_size", options.val_beam_size},
+                               {"scores", scores}, {"model", model_dir.string()}};
+      write_file_atomic(out / "test_scores.json", record.dump(2) + "\n");
+      std::string line = "test split (" + std::to_string(captions.size()) + " images):";
+      for (auto& [k, v] : scores) line += " " + k + " " + std::to_string(v);
+      say(line);
+    }
+  }
+  say("model written to " + model_dir.string() + " (best validation BLEU-4 " + std::to_string(summary.best_bleu4) +
+      " at epoch " + std::to_string(summary.best_epoch) + ", " + std::to_string(summary.steps) + " steps, " +
+      format_duration(summary.seconds) + ")");
+  return summary;
+}
+
+}  // namespace satcap
