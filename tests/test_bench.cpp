@@ -49,7 +49,7 @@ TEST_CASE("benchmark caption lengths are COCO-like, deterministic, and the Pytho
 }
 
 TEST_CASE("the training FLOP count adds up per term and grows with the words", "[bench]") {
-  DecoderShape s;  // COCO scale
+  const DecoderOptions s = coco_scale_decoder();
   std::vector<int64_t> ten(64, 10), twenty(64, 20);
   auto t10 = training_flops(s, ten, 1000);
   auto t20 = training_flops(s, twenty, 1000);
@@ -71,10 +71,10 @@ TEST_CASE("the training FLOP count adds up per term and grows with the words", "
     if (t.name.rfind("LSTM", 0) == 0) lstm = t.total();
   REQUIRE(lstm == Approx(64.0 * 11 * (2.0 * (512 + 2048 + 512) * 4 * 512 + 10 * 512) * 3));
   // Hard attention has no weighted context sum; a model without deep output has no L_h, L_z.
-  DecoderShape h = s;
-  h.hard = true;
+  DecoderOptions h = s;
+  h.attention = AttentionKind::hard;
   REQUIRE(total_flops(training_flops(h, ten, 1000)) < total_flops(t10));
-  DecoderShape plain = s;
+  DecoderOptions plain = s;
   plain.deep_output = false;
   REQUIRE(total_flops(training_flops(plain, ten, 1000)) < total_flops(t10));
 }

@@ -19,6 +19,7 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "caption/caption_command.h"
 #include "satcap/data/image.h"
 #include "satcap/decode/captioner.h"
 #include "satcap/model/bundle.h"
@@ -57,7 +58,7 @@ fs::path random_bundle(const std::string& attention = "soft") {
   b.decoder_options.embed_dim = 16;
   b.decoder_options.attention_dim = 16;
   b.decoder_options.hidden_dim = 24;
-  b.decoder_options.attention = attention_kind_names().at(attention);
+  b.decoder_options.attention = *enum_from_name<AttentionKind>(attention);
   at::manual_seed(7);
   b.decoder = Decoder(b.decoder_options);
   b.training = {{"note", "random weights, made by tests/test_caption.cpp"}};
@@ -173,21 +174,21 @@ TEST_CASE("coco_image_id takes the last number of the file name", "[caption]") {
 
 TEST_CASE("caption options are validated with the option's name", "[caption]") {
   CaptionerOptions o;
-  o.beam_size = 0;
+  o.search.beam_size = 0;
   CHECK_THROWS_WITH(validate(o), Catch::Contains("--beam"));
   o = {};
-  o.alternatives = 4;
-  o.beam_size = 3;
+  o.search.alternatives = 4;
+  o.search.beam_size = 3;
   CHECK_THROWS_WITH(validate(o), Catch::Contains("--alternatives"));
-  o = {};
-  o.hard_decode = "maybe";
-  CHECK_THROWS_WITH(validate(o), Catch::Contains("--hard-decode"));
   o = {};
   o.batch_size = 0;
   CHECK_THROWS_WITH(validate(o), Catch::Contains("--batch"));
-  o = {};
-  o.precision = "int8";
-  CHECK_THROWS_WITH(validate(o), Catch::Contains("--precision"));
+  // Closed choices are enums: an unknown name is refused where it is typed.
+  for (const char* option : {"--hard-decode", "--precision"}) {
+    const auto r = run_satcap({"caption", "/usr/share/darknet/data/dog.jpg", option, "maybe"});
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains(option));
+  }
   CaptionRunOptions r;
   r.inputs = {"x.jpg"};
   r.overlay.write_video = true;
@@ -205,13 +206,13 @@ TEST_CASE("random-weights hard-attention bundle: every decode mode runs; samplin
   for (const auto& p : darknet_images(2)) images.push_back(read_image_rgb(p));
   CaptionerOptions o;
   o.model = random_bundle("hard").string();
-  o.max_length = 4;
-  o.beam_size = 2;
-  o.alternatives = 2;
+  o.search.max_length = 4;
+  o.search.beam_size = 2;
+  o.search.alternatives = 2;
   o.samples_per_word = 2;
   for (const char* mode : {"expected", "argmax", "sample"}) {
     CAPTURE(mode);
-    o.hard_decode = mode;
+    o.search.hard_decode = *enum_from_name<HardDecode>(mode);
     o.seed = 11;
     Captioner a(o);
     REQUIRE(a.hard_attention());

@@ -102,7 +102,7 @@ TEST_CASE("the decoder registers stable state-dict names and the baseline buffer
   REQUIRE(dec->named_buffers().contains("reinforce_baseline"));
   auto o = tiny_options();
   o.beta = BetaKind::none;
-  o.init_mlp = false;
+  o.init_state = InitState::zeros;
   o.deep_output = false;
   Decoder plain(o);
   REQUIRE_FALSE(plain->named_parameters().contains("f_beta.weight"));
@@ -170,7 +170,7 @@ TEST_CASE("padding steps change neither the loss nor its gradients", "[decoder]"
 
 TEST_CASE("the doubly stochastic regulariser and the NLL follow their formulas on a hand-made output", "[decoder]") {
   auto o = tiny_options();
-  o.doubly_stochastic_lambda = 0.7;
+  o.alpha_c = 0.7;
   Decoder dec(o);
   const int64_t B = 2, S = 3, n = 4, V = 7;
   // Hand-made alphas: caption 0 has 3 valid steps, caption 1 has 2 (its third step is padding).
@@ -347,7 +347,7 @@ TEST_CASE("the hard-attention surrogate's gradient matches the exact gradient of
   o.hidden_dim = 5;
   o.dropout = 0;
   o.attention = AttentionKind::hard;
-  o.doubly_stochastic_lambda = 0;
+  o.alpha_c = 0;
   o.lambda_r = 1;
   o.lambda_e = 0;
   o.semi_sampling_p = 0;

@@ -287,13 +287,13 @@ TEST_CASE("compare: soft and hard trained on the same data, one table, one stack
     for (const char* key : {"BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr", "pointing", "attention_entropy", "training_seconds"})
       CHECK(row.contains(key));
     CHECK(row.at("steps") == 3);
-    CHECK(row.at("options").at("attention") == attention);
+    CHECK(row.at("options").at("decoder").at("attention") == attention);
     CHECK(fs::exists(out / attention / "eval" / "metrics.json"));
   }
   // The same budget and seed for both.
   json so = table["soft"]["options"], ho = table["hard"]["options"];
-  so.erase("attention");
-  ho.erase("attention");
+  so["decoder"].erase("attention");
+  ho["decoder"].erase("attention");
   CHECK(so == ho);
   const std::string md = read_text_file(out / "compare.md");
   CHECK(md.find("| soft |") != std::string::npos);

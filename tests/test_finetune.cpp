@@ -75,9 +75,9 @@ TrainOptions tiny_options() {
   o.batch_size = 4;
   o.lr = 1e-3;
   o.encoder_lr = 1e-3;
-  o.embed_dim = 8;
-  o.attention_dim = 8;
-  o.hidden_dim = 16;
+  o.decoder.embed_dim = 8;
+  o.decoder.attention_dim = 8;
+  o.decoder.hidden_dim = 16;
   o.log_every = 1;
   o.checkpoint_every = 2;
   o.seed = 7;
@@ -188,7 +188,7 @@ TEST_CASE("fine-tuning with --precision bf16: the encoder runs under autocast, i
   auto d = image_data(encoder.get());
   TrainOptions o = tiny_options();
   o.max_steps = 2;
-  o.precision = "bf16";
+  o.precision = Precision::bf16;
   Decoder decoder = new_decoder(*d, o, *encoder);
   auto out = fresh_temp_dir("finetune_bf16");
   TrainSummary s = train_decoder(decoder, d->data, d->vocab, o, out, {}, c10::Device(c10::kCPU), true);

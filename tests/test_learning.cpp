@@ -21,7 +21,7 @@
 #include "satcap/data/scenes.h"
 #include "satcap/eval/evaluate.h"
 #include "satcap/model/encoder.h"
-#include "satcap/train/trainer.h"
+#include "satcap/train/run_training.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -69,12 +69,12 @@ nlohmann::json train_and_evaluate(const std::string& attention, int64_t steps) {
   tc.out = (out / "train").string();
   tc.eval_test = false;
   TrainOptions to;
-  to.attention = attention;
-  to.embed_dim = 64;
-  to.attention_dim = 64;
-  to.hidden_dim = 128;
-  to.dropout = 0.1;
-  to.alpha_c = 0.0;  // as tools/scenes_training.json: the coverage term spreads attention thin
+  to.decoder.attention = *enum_from_name<AttentionKind>(attention);
+  to.decoder.embed_dim = 64;
+  to.decoder.attention_dim = 64;
+  to.decoder.hidden_dim = 128;
+  to.decoder.dropout = 0.1;
+  to.decoder.alpha_c = 0.0;  // as tools/scenes_training.json: the coverage term spreads attention thin
   to.lr = 3e-3;
   to.batch_size = 32;
   to.epochs = 100;  // bounded by max_steps
@@ -82,7 +82,7 @@ nlohmann::json train_and_evaluate(const std::string& attention, int64_t steps) {
   to.val_every = 1000;  // no validation while training: the test scores the last weights below
   to.checkpoint_every = 0;
   to.log_every = 100;
-  to.max_caption_length = 30;
+  to.validation.max_length = 30;
   to.seed = 3;
   const TrainSummary s = run_training(tc, to, c10::Device(c10::kCPU), true);
   REQUIRE(s.steps == steps);
@@ -92,8 +92,8 @@ nlohmann::json train_and_evaluate(const std::string& attention, int64_t steps) {
   eo.data = data.scenes.string();
   eo.features = data.features.string();
   eo.split = "test";
-  eo.beam_size = 1;
-  eo.max_length = 30;
+  eo.search.beam_size = 1;
+  eo.search.max_length = 30;
   eo.out = (out / "eval").string();
   std::ostringstream err;
   const EvalReport r = run_evaluation(eo, c10::Device(c10::kCPU), err, true);

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/loss_scaler.h"
 #include "satcap/runtime/precision.h"
 #include "testing.h"
 

@@ -62,10 +62,10 @@ TrainOptions tiny_options() {
   o.epochs = 4;
   o.batch_size = 4;  // 12 captions: 3 steps per epoch
   o.lr = 1e-2;
-  o.embed_dim = 8;
-  o.attention_dim = 8;
-  o.hidden_dim = 16;
-  o.dropout = 0.5;
+  o.decoder.embed_dim = 8;
+  o.decoder.attention_dim = 8;
+  o.decoder.hidden_dim = 16;
+  o.decoder.dropout = 0.5;
   o.log_every = 1;
   o.checkpoint_every = 2;
   o.seed = 5;
@@ -123,7 +123,7 @@ TEST_CASE("a few training steps lower the loss and validation decodes real capti
   Synthetic s = make_synthetic();
   TrainOptions o = tiny_options();
   o.epochs = 12;
-  o.dropout = 0;
+  o.decoder.dropout = 0;
   Decoder d = new_decoder(s, o);
   int bests = 0;
   TrainHooks hooks;
@@ -148,14 +148,14 @@ TEST_CASE("precision bf16: autocast training learns on the CPU, its first loss n
     DYNAMIC_SECTION(attention << " attention") {
       Synthetic s = make_synthetic();
       TrainOptions o = tiny_options();
-      o.attention = attention;
+      o.decoder.attention = *enum_from_name<AttentionKind>(attention);
       o.epochs = 12;
-      o.dropout = 0;
+      o.decoder.dropout = 0;
       o.val_every = 12;
       auto fp32_dir = fresh_temp_dir("train_fp32_" + attention), bf16_dir = fresh_temp_dir("train_bf16_" + attention);
       Decoder reference = new_decoder(s, o);
       train_decoder(reference, s.data, s.vocab, o, fp32_dir, {}, c10::Device(c10::kCPU), true);
-      o.precision = "bf16";
+      o.precision = Precision::bf16;
       Decoder d = new_decoder(s, o);
       TrainSummary summary = train_decoder(d, s.data, s.vocab, o, bf16_dir, {}, c10::Device(c10::kCPU), true);
       auto fp32 = log_records(fp32_dir, "train"), bf16 = log_records(bf16_dir, "train");
@@ -179,7 +179,7 @@ TEST_CASE("precision fp16 is refused on the CPU before training starts", "[train
   auto dir = fresh_temp_dir("train_fp16_cpu");
   Synthetic s = make_synthetic();
   TrainOptions o = tiny_options();
-  o.precision = "fp16";
+  o.precision = Precision::fp16;
   Decoder d = new_decoder(s, o);
   CHECK_THROWS_WITH(train_decoder(d, s.data, s.vocab, o, dir, {}, c10::Device(c10::kCPU), true),
                     Catch::Contains("--precision fp16") && Catch::Contains("cuda"));
@@ -191,7 +191,7 @@ TEST_CASE("k steps, then --resume for k more, gives the weights of 2k steps stra
     DYNAMIC_SECTION(attention << " attention") {
       Synthetic s = make_synthetic();
       TrainOptions o = tiny_options();
-      o.attention = attention;
+      o.decoder.attention = *enum_from_name<AttentionKind>(attention);
       o.max_steps = 10;  // ends mid-epoch (3 steps per epoch)
 
       auto straight_dir = fresh_temp_dir("train_resume_straight_" + attention);
@@ -252,16 +252,16 @@ TEST_CASE("a non-finite loss stops training (exit 7) with the last checkpoint in
 }
 
 TEST_CASE("training options: defaults < config file < command line", "[train]") {
-  nlohmann::json config = {{"epochs", 3}, {"lr", 0.01}, {"attention", "hard"}};
-  TrainOptions cli;
-  cli.lr = 0.5;
-  cli.epochs = 77;  // parsed default-like value the user did not type: must not override the file
-  TrainOptions o = resolve_train_options(&config, cli, {"lr"}, "cfg.json");
+  nlohmann::json config = {{"epochs", 3}, {"lr", 0.01}, {"decoder", {{"attention", "hard"}}}};
+  // The options the user typed (lr); the parsed default-like epochs 77 was not typed and must not
+  // override the file.
+  const nlohmann::json typed = {{"lr", 0.5}};
+  TrainOptions o = resolve_train_options(&config, typed, "cfg.json");
   CHECK(o.lr == 0.5);
   CHECK(o.epochs == 3);
-  CHECK(o.attention == "hard");
+  CHECK(o.decoder.attention == AttentionKind::hard);
   CHECK(o.batch_size == TrainOptions{}.batch_size);
-  TrainOptions no_file = resolve_train_options(nullptr, cli, {"epochs"}, "");
+  TrainOptions no_file = resolve_train_options(nullptr, {{"epochs", 77}}, "");
   CHECK(no_file.epochs == 77);
   CHECK(no_file.lr == TrainOptions{}.lr);
 
@@ -270,9 +270,23 @@ TEST_CASE("training options: defaults < config file < command line", "[train]") 
   CHECK(to_json(round) == to_json(o));
 
   nlohmann::json unknown = {{"epochz", 3}};
-  CHECK_THROWS_WITH(resolve_train_options(&unknown, cli, {}, "cfg.json"), Catch::Contains("epochz"));
+  CHECK_THROWS_WITH(resolve_train_options(&unknown, nlohmann::json::object(), "cfg.json"), Catch::Contains("epochz"));
   nlohmann::json wrong_type = {{"epochs", "many"}};
-  CHECK_THROWS_AS(resolve_train_options(&wrong_type, cli, {}, "cfg.json"), UsageError);
+  CHECK_THROWS_AS(resolve_train_options(&wrong_type, nlohmann::json::object(), "cfg.json"), UsageError);
+  // The decoder's data fields are set from the data, never by a config.
+  nlohmann::json data_field = {{"decoder", {{"vocab_size", 10}}}};
+  CHECK_THROWS_WITH(resolve_train_options(&data_field, nlohmann::json::object(), "cfg.json"),
+                    Catch::Contains("vocab_size"));
+
+  // Configs written before the decoder and the validation search were nested still load.
+  nlohmann::json flat = {{"attention", "hard"}, {"hidden_dim", 96}, {"alpha_c", 0.5},
+                         {"val_beam_size", 2}, {"max_caption_length", 17}};
+  TrainOptions old = resolve_train_options(&flat, nlohmann::json::object(), "old.json");
+  CHECK(old.decoder.attention == AttentionKind::hard);
+  CHECK(old.decoder.hidden_dim == 96);
+  CHECK(old.decoder.alpha_c == 0.5);
+  CHECK(old.validation.beam_size == 2);
+  CHECK(old.validation.max_length == 17);
 }
 
 TEST_CASE("the shipped training recipes are valid option files", "[train]") {
@@ -282,14 +296,17 @@ TEST_CASE("the shipped training recipes are valid option files", "[train]") {
     REQUIRE(in);
     const nlohmann::json config = nlohmann::json::parse(in);
     TrainOptions o;
-    REQUIRE_NOTHROW(o = resolve_train_options(&config, TrainOptions{}, {}, recipe));
+    REQUIRE_NOTHROW(o = resolve_train_options(&config, nlohmann::json::object(), recipe));
     CHECK_NOTHROW(validate(o));
-    for (const auto& [key, value] : config.items()) CHECK(to_json(o).at(key) == value);
+    // Every key of the recipe holds its value in the options.
+    nlohmann::json merged = to_json(o);
+    merged.merge_patch(config);
+    CHECK(merged == to_json(o));
   }
   // The paper's COCO setting keeps the doubly stochastic term that the defaults leave off.
   std::ifstream coco(source_dir() / "datasets/coco_paper_training.json");
-  CHECK(nlohmann::json::parse(coco).at("alpha_c").get<double>() == 1.0);
-  CHECK(TrainOptions{}.alpha_c == 0.0);
+  CHECK(nlohmann::json::parse(coco).at("decoder").at("alpha_c").get<double>() == 1.0);
+  CHECK(TrainOptions{}.decoder.alpha_c == 0.0);
 }
 
 TEST_CASE("invalid training options are refused naming the option", "[train]") {
@@ -297,14 +314,17 @@ TEST_CASE("invalid training options are refused naming the option", "[train]") {
   o.batch_size = 0;
   CHECK_THROWS_WITH(validate(o), Catch::Contains("--batch"));
   o = {};
-  o.attention = "medium";
-  CHECK_THROWS_WITH(validate(o), Catch::Contains("--attention"));
+  o.decoder.hidden_dim = 0;
+  CHECK_THROWS_WITH(validate(o), Catch::Contains("--hidden-dim"));
+  o = {};
+  o.validation.beam_size = 0;
+  CHECK_THROWS_WITH(validate(o), Catch::Contains("--val-beam"));
+  // Closed choices are enums: unknown names are refused where they are read, naming the key.
+  CHECK_THROWS_WITH(train_options_from_json({{"decoder", {{"attention", "medium"}}}}), Catch::Contains("attention"));
   o = {};
   o.lr = -1;
   CHECK_THROWS_AS(validate(o), UsageError);
-  o = {};
-  o.precision = "half";
-  CHECK_THROWS_WITH(validate(o), Catch::Contains("--precision"));
+  CHECK_THROWS_WITH(train_options_from_json({{"precision", "half"}}), Catch::Contains("precision"));
   CHECK_NOTHROW(validate(TrainOptions{}));
 }
 
@@ -330,8 +350,8 @@ TEST_CASE("satcap train: from a scenes data set to a model bundle, config file a
   CHECK(effective.at("lr") == 0.02);           // from the config file
   CHECK(effective.at("epochs") == 2);          // the command line wins over the file
   CHECK(effective.at("batch_size") == 16);     // from the config file
-  CHECK(effective.at("hidden_dim") == 16);
-  CHECK(effective.at("dropout") == TrainOptions{}.dropout);  // default
+  CHECK(effective.at("decoder").at("hidden_dim") == 16);
+  CHECK(effective.at("decoder").at("dropout") == TrainOptions{}.decoder.dropout);  // default
   Bundle bundle = load_bundle(dir / "out");
   CHECK(bundle.decoder_options.hidden_dim == 16);
   CHECK(bundle.decoder_options.feature_dim == 576);

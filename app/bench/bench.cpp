@@ -42,6 +42,7 @@
 #include "satcap/ops/adam_step.h"
 #include "satcap/runtime/cpu_allocator.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/loss_scaler.h"
 #include "satcap/runtime/precision.h"
 #include "satcap/runtime/runtime.h"
 #include "satcap/train/trainer.h"
@@ -98,11 +99,23 @@ std::vector<int64_t> bench_caption_lengths(int64_t batch_index, int64_t batch_si
   return lengths;
 }
 
-std::vector<FlopTerm> training_flops(const DecoderShape& s, const std::vector<int64_t>& caption_words,
+DecoderOptions coco_scale_decoder(AttentionKind attention) {
+  DecoderOptions o;
+  o.vocab_size = 10000;
+  o.feature_dim = 2048;
+  o.regions = 196;
+  o.attention = attention;
+  o.alpha_c = 1.0;  // the paper's COCO setting, as train_common.py
+  o.semi_sampling_p = 0.0;
+  return o;
+}
+
+std::vector<FlopTerm> training_flops(const DecoderOptions& s, const std::vector<int64_t>& caption_words,
                                      int64_t parameters) {
   const double n = static_cast<double>(s.regions), D = static_cast<double>(s.feature_dim);
   const double m = static_cast<double>(s.embed_dim), A = static_cast<double>(s.attention_dim);
-  const double H = static_cast<double>(s.hidden_dim), V = static_cast<double>(s.vocab);
+  const double H = static_cast<double>(s.hidden_dim), V = static_cast<double>(s.vocab_size);
+  const double beta_dim = s.beta == BetaKind::none ? 0 : s.beta == BetaKind::scalar ? 1 : D;
   const double captions = static_cast<double>(caption_words.size());
   double steps = 0;  // decoding steps over the batch: words + <end> per caption
   for (auto w : caption_words) steps += static_cast<double>(w + 1);
@@ -111,17 +124,17 @@ std::vector<FlopTerm> training_flops(const DecoderShape& s, const std::vector<in
   std::vector<FlopTerm> t;
   // Once per caption. The features need no gradient: backward is the weight gradient only.
   t.push_back({"encoder projection W_a a_i [n,D]x[D,A]", captions * 2 * n * D * A, 1});
-  if (s.init_mlp) t.push_back({"f_init,h and f_init,c on mean_i a_i", captions * (n * D + 2 * 2 * D * H), 1});
+  if (s.init_state != InitState::zeros) t.push_back({"f_init,h and f_init,c on mean_i a_i", captions * (n * D + 2 * 2 * D * H), 1});
   // Per step.
   t.push_back({"attention U_a h_{t-1} [H]x[H,A]", steps * 2 * H * A, 2});
   t.push_back({"attention scores w^T tanh(.) and softmax", steps * (2 * n * A + 2 * n * A + 5 * n), 2});
-  if (s.hard) {
+  if (s.attention == AttentionKind::hard) {
     t.push_back({"context a_{s_t} (gather) and log alpha, entropy", steps * 4 * n, 2});
   } else {
     // Backward: d alpha only (the features need no gradient).
     t.push_back({"context sum_i alpha_ti a_i [n]x[n,D]", steps * 2 * n * D, 1});
   }
-  if (s.beta_dim > 0) t.push_back({"gate beta_t = sigmoid(f_beta h), beta_t z_t", steps * (2 * H * s.beta_dim + 2 * D), 2});
+  if (beta_dim > 0) t.push_back({"gate beta_t = sigmoid(f_beta h), beta_t z_t", steps * (2 * H * beta_dim + 2 * D), 2});
   t.push_back({"LSTM gates [m+D+H]x[m+D+H,4H] and cell", steps * (2 * (m + D + H) * 4 * H + 10 * H), 2});
   if (s.deep_output) t.push_back({"deep output L_h h_t + L_z z_t + E y_{t-1}", steps * (2 * H * m + 2 * D * m + 2 * m), 2});
   t.push_back({"vocabulary projection L_o [" + std::string(s.deep_output ? "m" : "H") + "]x[.,V]", steps * 2 * out_in * V, 2});
@@ -336,7 +349,7 @@ struct Logger {
 
 struct Plan {
   std::string mode;
-  DecoderShape shape;                  // training and beam search model (COCO scale unless smoke)
+  DecoderOptions shape = coco_scale_decoder();  // training and beam search model (COCO scale unless smoke)
   std::vector<int64_t> train_batches;  // satcap's batches
   std::vector<int64_t> python_batches; // the Python scripts' batches (a subset of train_batches)
   // Full runs time 10 steps of satcap (about a second each at COCO scale on 2 cores) and 5 of
@@ -360,7 +373,7 @@ Plan make_plan(const BenchOptions& o) {
     p.shape.regions = 16;
     p.shape.feature_dim = 64;
     p.shape.embed_dim = p.shape.attention_dim = p.shape.hidden_dim = 32;
-    p.shape.vocab = 200;
+    p.shape.vocab_size = 200;
     p.train_batches = {32, 64};  // tiny model, the full run's batch sizes (so the same report keys)
     p.python_batches = {64};
     p.train_warmup = p.python_warmup = 1;
@@ -447,39 +460,6 @@ json measure_sgemm(const Plan& plan, const c10::Device& device, const Logger& lo
 // ---------------------------------------------------------------------------------------------
 // 2. satcap's training step
 
-DecoderOptions decoder_options(const DecoderShape& s) {
-  DecoderOptions o;
-  o.vocab_size = static_cast<int>(s.vocab);
-  o.feature_dim = static_cast<int>(s.feature_dim);
-  o.regions = static_cast<int>(s.regions);
-  o.embed_dim = static_cast<int>(s.embed_dim);
-  o.attention_dim = static_cast<int>(s.attention_dim);
-  o.hidden_dim = static_cast<int>(s.hidden_dim);
-  o.attention = s.hard ? AttentionKind::hard : AttentionKind::soft;
-  o.beta = s.beta_dim == 0 ? BetaKind::none : s.beta_dim == 1 ? BetaKind::scalar : BetaKind::vector;
-  o.deep_output = s.deep_output;
-  o.init_mlp = s.init_mlp;
-  // Hard attention: always the sampled path (REINFORCE), as train_common.py --attention hard does;
-  // semi-sampling would train half the minibatches with the soft context.
-  o.semi_sampling_p = 0.0;
-  return o;
-}
-
-DecoderShape shape_of(const DecoderOptions& o, bool hard) {
-  DecoderShape s;
-  s.regions = o.regions;
-  s.feature_dim = o.feature_dim;
-  s.embed_dim = o.embed_dim;
-  s.attention_dim = o.attention_dim;
-  s.hidden_dim = o.hidden_dim;
-  s.vocab = o.vocab_size;
-  s.beta_dim = o.beta == BetaKind::none ? 0 : o.beta == BetaKind::scalar ? 1 : o.feature_dim;
-  s.deep_output = o.deep_output;
-  s.init_mlp = o.init_mlp;
-  s.hard = hard;
-  return s;
-}
-
 struct Batch {
   at::Tensor captions, lengths;  // [B, T] int64, [B] int64
   std::vector<int64_t> words;
@@ -511,10 +491,10 @@ Batch make_batch(int64_t index, int64_t batch, int64_t vocab, const c10::Device&
   return b;
 }
 
-json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan, const c10::Device& device,
+json measure_training(const DecoderOptions& shape, int64_t batch, const Plan& plan, const c10::Device& device,
                       Precision precision, const std::string& trace) {
   at::manual_seed(1);
-  Decoder decoder(decoder_options(shape));
+  Decoder decoder(shape);
   decoder->to(device);
   decoder->train();
   torch::optim::Adam adam(decoder->parameters(), torch::optim::AdamOptions(4e-4));
@@ -531,12 +511,12 @@ json measure_training(const DecoderShape& shape, int64_t batch, const Plan& plan
     if (scaler.unscale_and_update(params)) adam_step(adam);
     return loss.nll.item<double>();
   };
-  for (int i = 0; i < plan.train_warmup; ++i) train_step(make_batch(i, batch, shape.vocab, device));
+  for (int i = 0; i < plan.train_warmup; ++i) train_step(make_batch(i, batch, shape.vocab_size, device));
   std::vector<Batch> batches;
   std::vector<int64_t> words;
   int64_t tokens = 0;
   for (int i = plan.train_warmup; i < plan.train_warmup + plan.train_steps; ++i) {
-    batches.push_back(make_batch(i, batch, shape.vocab, device));
+    batches.push_back(make_batch(i, batch, shape.vocab_size, device));
     words.insert(words.end(), batches.back().words.begin(), batches.back().words.end());
     tokens += batches.back().tokens;
   }
@@ -629,14 +609,14 @@ Python find_python(const BenchOptions& o) {
 }
 
 // Runs one script and returns its JSON line, or {"error": ...}.
-json run_script(const Python& py, const std::string& script, std::vector<std::string> args, const DecoderShape& s,
+json run_script(const Python& py, const std::string& script, std::vector<std::string> args, const DecoderOptions& s,
                 int threads, const std::string& device) {
   std::vector<std::string> argv = {py.interpreter, (fs::path(py.scripts_dir) / script).string(),
                                    "--threads", std::to_string(threads), "--device", device,
                                    "--regions", std::to_string(s.regions), "--encoder-dim", std::to_string(s.feature_dim),
                                    "--attention-dim", std::to_string(s.attention_dim), "--embed-dim",
                                    std::to_string(s.embed_dim), "--decoder-dim", std::to_string(s.hidden_dim),
-                                   "--vocab", std::to_string(s.vocab)};
+                                   "--vocab", std::to_string(s.vocab_size)};
   argv.insert(argv.end(), args.begin(), args.end());
   ChildRun r = run_child(argv, py.scripts_dir);
   if (r.exit_code != 0) {
@@ -655,9 +635,9 @@ json run_script(const Python& py, const std::string& script, std::vector<std::st
 // ---------------------------------------------------------------------------------------------
 // 4. beam search: satcap's batched search vs the per-image Python one
 
-json measure_beam(const DecoderShape& shape, int64_t beam, const Plan& plan, const c10::Device& device) {
+json measure_beam(const DecoderOptions& shape, int64_t beam, const Plan& plan, const c10::Device& device) {
   at::manual_seed(2);
-  Decoder decoder(decoder_options(shape));
+  Decoder decoder(shape);
   decoder->to(device);
   decoder->eval();
   at::Tensor features = at::rand({plan.beam_images, shape.regions, shape.feature_dim}, at::TensorOptions().device(device));
@@ -975,10 +955,8 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
   for (bool hard : {false, true}) {
     if (options.attention == (hard ? "soft" : "hard")) continue;
     const std::string sfx = hard ? "_hard" : "";
-    DecoderShape shape = plan.shape;
-    shape.hard = hard;
-    // The FLOP count follows the decoder's own defaults (gate, deep output, f_init).
-    shape = shape_of(decoder_options(shape), hard);
+    DecoderOptions shape = plan.shape;
+    shape.attention = hard ? AttentionKind::hard : AttentionKind::soft;
     json section;
     auto record = [&](int64_t b, const json& m) {
       const std::string bs = std::to_string(b);
@@ -1067,7 +1045,7 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
     json section;
     std::map<int64_t, double> per_image;
     for (int64_t k : plan.beams) {
-      DecoderShape shape = shape_of(decoder_options(plan.shape), false);
+      const DecoderOptions& shape = plan.shape;
       log("beam search, beam ", k, ", ", plan.beam_images, " images ...");
       json m = measure_beam(shape, k, plan, device);
       log("  satcap: ", std::fixed, std::setprecision(1), m["captions_per_s"].get<double>(), " captions/s");
@@ -1096,8 +1074,8 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
     // Hard attention decodes with the expected context (the original code's default): the same
     // work as soft attention, measured again at beam 5 against the same per-image Python number.
     if (std::find(plan.beams.begin(), plan.beams.end(), 5) != plan.beams.end()) {
-      DecoderShape shape = shape_of(decoder_options(plan.shape), false);
-      shape.hard = true;
+      DecoderOptions shape = plan.shape;
+      shape.attention = AttentionKind::hard;
       log("beam search, hard attention (expected context), beam 5 ...");
       json m = measure_beam(shape, 5, plan, device);
       section["satcap_beam5_hard"] = m;

@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "satcap/model/decoder_options.h"
+
 namespace satcap {
 
 struct BenchOptions {
@@ -60,19 +62,12 @@ struct BenchOptions {
   void validate() const;
 };
 
-// The decoder sizes a FLOP count needs (mirrors satcap::DecoderOptions without its torch headers).
-struct DecoderShape {
-  int64_t regions = 196;        // n (L in the paper)
-  int64_t feature_dim = 2048;   // D
-  int64_t embed_dim = 512;      // m
-  int64_t attention_dim = 512;  // A
-  int64_t hidden_dim = 512;     // H (LSTM)
-  int64_t vocab = 10000;        // V
-  int64_t beta_dim = 1;         // f_beta's outputs: 1 (scalar, the paper), D (vector) or 0 (none)
-  bool deep_output = true;      // L_o(E y + L_h h + L_z z) rather than L_o h
-  bool init_mlp = true;         // h_0, c_0 from f_init(mean a_i)
-  bool hard = false;            // z_t = a_{s_t} (a gather) instead of the weighted sum
-};
+// The model the benchmark trains and searches with: the paper's COCO scale (196 regions of 2048
+// features, widths 512, vocabulary 10,000, the doubly stochastic term with lambda 1 as
+// train_common.py has it), hard attention always on the sampled path (REINFORCE,
+// as train_common.py --attention hard does: semi-sampling would train half the minibatches with the
+// soft context).
+DecoderOptions coco_scale_decoder(AttentionKind attention = AttentionKind::soft);
 
 // One term of the training step's FLOP count.
 struct FlopTerm {
@@ -86,7 +81,7 @@ struct FlopTerm {
 // takes words + 1 decoding steps: the words and <end>), per term: encoder projection, f_init, the
 // attention MLP, the context, the gate, the LSTM gates, the deep output, the vocabulary projection,
 // softmax + NLL, and Adam over `parameters` weights (about 12 FLOPs each, no backward).
-std::vector<FlopTerm> training_flops(const DecoderShape& shape, const std::vector<int64_t>& caption_words,
+std::vector<FlopTerm> training_flops(const DecoderOptions& decoder, const std::vector<int64_t>& caption_words,
                                      int64_t parameters);
 double total_flops(const std::vector<FlopTerm>& terms);
 

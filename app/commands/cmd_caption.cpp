@@ -1,9 +1,10 @@
 // `satcap caption`: captions images with a trained model (beam search) and shows where each word
-// looked. The pipeline is lib/include/satcap/decode/captioner.h.
+// looked. The pipeline is lib/include/satcap/decode/captioner.h, the output app/caption/caption_command.h.
 #include <iostream>
 
+#include "caption/caption_command.h"
 #include "command.h"
-#include "satcap/decode/captioner.h"
+#include "options_cli.h"
 
 namespace satcap::app {
 namespace {
@@ -22,24 +23,11 @@ const CommandRegistration registration{
       sub.add_option("--model", c.model,
                      "Model bundle folder or training output folder (default: $SATCAP_MODEL, else the embedded "
                      "model " + default_model_dir().string() + ")");
-      sub.add_option("--beam", c.beam_size, "Beam width (1 = greedy search)")->capture_default_str();
-      sub.add_option("--max-len", c.max_length, "Longest caption in words")->capture_default_str();
-      sub.add_option("--alternatives", c.alternatives,
-                     "Captions listed per image, best first (1..--beam; text: indented lines RANK<TAB>SCORE<TAB>caption)")
-          ->capture_default_str();
-      sub.add_option("--length-penalty", c.length_penalty,
-                     "GNMT length penalty alpha: score = log p / ((5 + len) / 6)^alpha (0 = total log-probability)")
-          ->capture_default_str();
-      sub.add_option("--hard-decode", c.hard_decode,
-                     "Hard-attention models: context while decoding: expected (soft context, as the original code), "
-                     "sample (s_t ~ alpha_t) or argmax")
-          ->capture_default_str()
-          ->check(CLI::IsMember({"expected", "sample", "argmax"}));
+      add_search_options(sub, c.search);
       sub.add_option("--batch", c.batch_size, "Images per batch (encoder and batched beam search)")->capture_default_str();
       sub.add_option("--seed", c.seed, "Seed of the random draws (--hard-decode sample, --samples)")->capture_default_str();
-      sub.add_option("--precision", c.precision,
-                     "Encoder and search under autocast: fp32, bf16 or fp16 (fp16: CUDA only; bf16 on the CPU is slower)")
-          ->capture_default_str();
+      add_enum_option(sub, "--precision", c.precision,
+                      "Encoder and search under autocast: fp32, bf16 or fp16 (fp16: CUDA only; bf16 on the CPU is slower)");
       sub.add_option("--format", opts->format,
                      "Output: text (PATH<TAB>caption), json (words, attention rows, grid, scores) or coco "
                      "([{image_id, caption}], image_id = last number in the file name, else the input position from 0)")

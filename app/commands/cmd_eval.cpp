@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "options_cli.h"
 #include "satcap/eval/evaluate.h"
 #include "satcap/runtime/error.h"
 #include "satcap/runtime/runtime.h"
@@ -25,14 +26,7 @@ const CommandRegistration registration{
       sub.add_option("--features", o->features,
                      "Decode from this prepared feature store (satcap prepare, or a training run's features/) instead "
                      "of the images");
-      sub.add_option("--beam", o->beam_size, "Beam width (1 = greedy search)")->capture_default_str();
-      sub.add_option("--max-len", o->max_length, "Longest caption in words")->capture_default_str();
-      sub.add_option("--length-penalty", o->length_penalty, "GNMT length penalty alpha (0 = total log-probability)")
-          ->capture_default_str();
-      sub.add_option("--hard-decode", o->hard_decode,
-                     "Hard-attention models: context while decoding: expected, sample or argmax")
-          ->capture_default_str()
-          ->check(CLI::IsMember({"expected", "sample", "argmax"}));
+      add_search_options(sub, o->search, /*with_alternatives=*/false);
       sub.add_option("--batch", o->batch_size, "Images per batch")->capture_default_str();
       sub.add_option("--out", o->out, "Output folder: results.json, metrics.json (and pointing.jsonl)")
           ->capture_default_str();

@@ -22,7 +22,7 @@
 #include "satcap/model/bundle.h"
 #include "satcap/model/encoder.h"
 #include "satcap/runtime/error.h"
-#include "satcap/train/trainer.h"
+#include "satcap/train/run_training.h"
 #include "satcap/viz/overlay.h"
 
 namespace satcap {
@@ -38,13 +38,11 @@ void validate(const CompareOptions& o) {
     bad("--objects must be shapes or fashion (got '" + o.scenes_objects + "')");
   if (o.encoder.empty()) bad("--encoder must not be empty");
   if (o.min_word_count < 1) bad("--min-word-count must be at least 1 (got " + std::to_string(o.min_word_count) + ")");
-  if (o.beam_size < 1) bad("--beam must be at least 1 (got " + std::to_string(o.beam_size) + ")");
-  if (o.max_length < 1) bad("--max-len must be at least 1 (got " + std::to_string(o.max_length) + ")");
+  o.search.validate("--");
   if (o.max_eval_images < 0) bad("--max-images must be 0 (all) or more (got " + std::to_string(o.max_eval_images) + ")");
-  if (o.attention != "both" && o.attention != "soft" && o.attention != "hard")
-    bad("--attention must be both, soft or hard (got '" + o.attention + "')");
   if (!o.train.is_object()) bad("training options must be a JSON object");
-  if (o.train.contains("attention")) bad("training options: \"attention\" is set by compare (soft, then hard)");
+  if (o.train.contains("attention") || (o.train.contains("decoder") && o.train["decoder"].contains("attention")))
+    bad("training options: the decoder's \"attention\" is set by compare (soft, then hard)");
   if (o.train.value("resume", false)) bad("training options: \"resume\" cannot be used by compare");
   validate(train_options_from_json(o.train, TrainOptions{}, "training options"));
 }
@@ -52,23 +50,21 @@ void validate(const CompareOptions& o) {
 CompareOptions quick_compare_options(const CompareOptions& options) {
   CompareOptions q = options;
   q.scenes_images = 150;
-  json t = options.train;
-  t["epochs"] = 4;
-  t["max_steps"] = 60;
-  t["batch_size"] = 32;
-  t["embed_dim"] = 64;
-  t["attention_dim"] = 64;
-  t["hidden_dim"] = 64;
-  t["lr"] = 2e-3;
-  t["val_max_images"] = 15;
-  t["val_every"] = 1;
-  t["checkpoint_every"] = 0;
-  t["log_every"] = 10;
-  t["max_caption_length"] = 20;
+  json t = {{"epochs", 4},
+            {"max_steps", 60},
+            {"batch_size", 32},
+            {"decoder", {{"embed_dim", 64}, {"attention_dim", 64}, {"hidden_dim", 64}}},
+            {"lr", 2e-3},
+            {"val_max_images", 15},
+            {"val_every", 1},
+            {"checkpoint_every", 0},
+            {"log_every", 10},
+            {"validation", {{"max_length", 20}}}};
+  t.merge_patch(options.train);
   q.train = t;
   q.min_word_count = 1;
-  q.beam_size = 1;
-  q.max_length = 20;
+  q.search.beam_size = 1;
+  q.search.max_length = 20;
   return q;
 }
 
@@ -103,12 +99,12 @@ std::optional<json> read_json_file(const fs::path& path) {
 }
 
 // The attention figure of one model on one image, with a title band above it.
-cv::Mat titled_figure(const std::string& model_dir, const std::string& title, const cv::Mat& rgb, int beam,
-                      int max_length, bool samples, c10::Device device) {
+cv::Mat titled_figure(const std::string& model_dir, const std::string& title, const cv::Mat& rgb,
+                      const SearchOptions& search, bool samples, c10::Device device) {
   CaptionerOptions co;
   co.model = model_dir;
-  co.beam_size = beam;
-  co.max_length = max_length;
+  co.search = search;
+  co.search.alternatives = 1;
   co.samples_per_word = samples ? 1 : 0;
   Captioner captioner(co, device);
   std::vector<ImageCaption> r = captioner.caption_images({rgb}, true);
@@ -213,13 +209,14 @@ CompareReport run_compare(const CompareOptions& o, c10::Device device, std::ostr
 
   // 3. and 4. Train and evaluate each attention.
   json rows = json::object();
-  for (const std::string attention : {"soft", "hard"}) {
-    if (o.attention != "both" && o.attention != attention) continue;
+  for (const AttentionKind kind : {AttentionKind::soft, AttentionKind::hard}) {
+    if (!runs_attention(o.attention, kind)) continue;
+    const std::string attention = enum_name(kind);
     const fs::path run = out / attention;
     const fs::path done_file = run / "compare_training.json";
     json training;
     json t = o.train;
-    t["attention"] = attention;
+    t["decoder"]["attention"] = attention;
     const TrainOptions to = train_options_from_json(t, TrainOptions{}, "training options");
     // A finished run with the same options and data is reused. Its options are read back through
     // today's parser, so that options added to satcap since then count at their defaults.
@@ -292,8 +289,7 @@ CompareReport run_compare(const CompareOptions& o, c10::Device device, std::ostr
     eo.data = data;
     eo.split = "test";
     eo.features = store.string();
-    eo.beam_size = o.beam_size;
-    eo.max_length = o.max_length;
+    eo.search = o.search;
     eo.out = (run / "eval").string();
     eo.per_word = true;
     eo.max_images = o.max_eval_images;
@@ -306,7 +302,7 @@ CompareReport run_compare(const CompareOptions& o, c10::Device device, std::ostr
 
   CompareReport report;
   report.table = rows;
-  if (o.attention != "both") return report;  // one run: its eval/metrics.json, no table, no figure
+  if (o.attention != AttentionRuns::both) return report;  // one run: its eval/metrics.json, no table, no figure
   report.markdown = compare_table_markdown(rows["soft"], rows["hard"]);
   write_file_atomic(out / "compare.json", rows.dump(1) + "\n");
   write_file_atomic(out / "compare.md", report.markdown);
@@ -337,8 +333,8 @@ CompareReport run_compare(const CompareOptions& o, c10::Device device, std::ostr
   if (chosen) {
     try {
       const cv::Mat rgb = read_image_rgb(chosen->path);
-      cv::Mat soft = titled_figure((out / "soft").string(), "soft attention", rgb, o.beam_size, o.max_length, false, device);
-      cv::Mat hard = titled_figure((out / "hard").string(), "hard attention", rgb, o.beam_size, o.max_length, true, device);
+      cv::Mat soft = titled_figure((out / "soft").string(), "soft attention", rgb, o.search, false, device);
+      cv::Mat hard = titled_figure((out / "hard").string(), "hard attention", rgb, o.search, true, device);
       const int width = std::max(soft.cols, hard.cols);
       cv::Mat gap(12, width, CV_8UC3, cv::Scalar(255, 255, 255));
       cv::Mat both;

@@ -20,6 +20,9 @@
 #include <ostream>
 #include <string>
 
+#include "attention_runs.h"
+#include "satcap/decode/search_options.h"
+
 namespace satcap {
 
 struct CompareOptions {
@@ -37,14 +40,13 @@ struct CompareOptions {
   // Encoder of the shared feature store (embedded name or TorchScript file).
   std::string encoder = "mobilenet_v2";
   // Training options of both runs as JSON, keys as in config.effective.json / TrainOptions
-  // ("epochs", "batch_size", "max_steps", "seed", "hidden_dim", ...); absent keys keep the
-  // TrainOptions defaults. "attention" is set to soft, then hard.
+  // ("epochs", "batch_size", "max_steps", "seed", {"decoder": {"hidden_dim": ...}}, ...); absent
+  // keys keep the TrainOptions defaults. The decoder's "attention" is set to soft, then hard.
   nlohmann::json train = nlohmann::json::object();
   // Vocabulary: words seen fewer times in the training captions become <unk>.
   int min_word_count = 5;
-  // Evaluation: beam width and longest caption.
-  int beam_size = 3;
-  int max_length = 20;
+  // The evaluation's search (and the figure's).
+  SearchOptions search;
   // Evaluate at most this many test images (0 = all).
   int max_eval_images = 0;
   // Image id of the test image drawn for the figure (-1 = the test image with the most objects,
@@ -56,18 +58,19 @@ struct CompareOptions {
   // and a run folder holding anything else (other options, an unfinished run) is refused
   // (UsageError) rather than deleted.
   bool retrain = false;
-  // Which runs this invocation trains and evaluates: "both" (the table and the figure), or only
-  // "soft" or "hard" (that run's training and evaluation, no table): two processes, one per
-  // attention, can then share the cores, and a final "both" reuses their finished runs.
-  std::string attention = "both";
+  // Which runs this invocation trains and evaluates: both (the table and the figure), or only soft
+  // or hard (that run's training and evaluation, no table): two processes, one per attention, can
+  // then share the cores, and a final "both" reuses their finished runs.
+  AttentionRuns attention = AttentionRuns::both;
 };
 
 // Throws UsageError naming the option.
 void validate(const CompareOptions& options);
 
 // The small settings of --quick (a smoke run: 8 min measured on two busy cores; its models are too
-// undertrained to name objects, so pointing stays "-"): 150 scenes, tiny
-// widths (64), 60 training steps, 1 validation image batch, greedy evaluation. Keeps out/data/seed.
+// undertrained to name objects, so pointing stays "-"): 150 scenes, tiny widths (64), 60 training
+// steps, 1 validation image batch, greedy evaluation of captions up to 20 words. `options` keeps
+// its other settings; its training options apply over the quick ones.
 CompareOptions quick_compare_options(const CompareOptions& options);
 
 struct CompareReport {

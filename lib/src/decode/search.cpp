@@ -67,18 +67,24 @@ at::Tensor banned_tensor(const SearchTokens& tokens, const at::Device& device) {
 
 }  // namespace
 
-void SearchOptions::validate() const {
-  if (beam_size < 1) throw UsageError("search option beam_size must be at least 1 (got " + std::to_string(beam_size) + ")");
-  if (max_length < 1)
-    throw UsageError("search option max_length must be at least 1 (got " + std::to_string(max_length) + ")");
+void SearchOptions::validate(const std::string& flag_prefix) const {
+  auto name = [&](const char* key) {
+    if (flag_prefix.empty()) return std::string("search option ") + key;
+    return flag_prefix + flag_of<SearchOptions>(key).substr(2);  // "--beam" -> flag_prefix + "beam"
+  };
+  auto fail = [&](const char* key, const std::string& rule, const std::string& got) {
+    throw UsageError(name(key) + " must " + rule + " (got " + got + ")");
+  };
+  if (beam_size < 1 || beam_size > 1000) fail("beam_size", "be between 1 and 1000", std::to_string(beam_size));
+  if (max_length < 1 || max_length > 1000) fail("max_length", "be between 1 and 1000", std::to_string(max_length));
   if (!(length_penalty >= 0 && std::isfinite(length_penalty))) {
     std::ostringstream s;
-    s << "search option length_penalty must be a finite number >= 0 (got " << length_penalty << ")";
-    throw UsageError(s.str());
+    s << length_penalty;
+    fail("length_penalty", "be a finite number >= 0", s.str());
   }
   if (alternatives < 1 || alternatives > beam_size)
-    throw UsageError("search option alternatives must be between 1 and beam_size " + std::to_string(beam_size) +
-                     " (got " + std::to_string(alternatives) + ")");
+    fail("alternatives", "be between 1 and the beam width " + std::to_string(beam_size),
+         std::to_string(alternatives));
 }
 
 std::vector<std::vector<Hypothesis>> search(Decoder decoder, const at::Tensor& features, const SearchTokens& tokens,

@@ -31,14 +31,7 @@ void validate(const EvalOptions& o) {
   auto bad = [](const std::string& what) { throw UsageError(what); };
   if (o.data.empty()) bad("--data must name a dataset (file or folder)");
   if (o.split.empty()) bad("--split must not be empty");
-  if (o.beam_size < 1) bad("--beam must be at least 1 (got " + std::to_string(o.beam_size) + ")");
-  if (o.beam_size > 1000) bad("--beam must be at most 1000 (got " + std::to_string(o.beam_size) + ")");
-  if (o.max_length < 1) bad("--max-len must be at least 1 (got " + std::to_string(o.max_length) + ")");
-  if (o.max_length > 1000) bad("--max-len must be at most 1000 (got " + std::to_string(o.max_length) + ")");
-  if (!std::isfinite(o.length_penalty) || o.length_penalty < 0)
-    bad("--length-penalty must be 0 or more (got " + std::to_string(o.length_penalty) + ")");
-  if (!hard_decode_names().count(o.hard_decode))
-    bad("--hard-decode must be expected, sample or argmax (got '" + o.hard_decode + "')");
+  o.search.validate("--");
   if (o.batch_size < 1) bad("--batch must be at least 1 (got " + std::to_string(o.batch_size) + ")");
   if (o.max_images < 0) bad("--max-images must be 0 (all) or more (got " + std::to_string(o.max_images) + ")");
   if (o.out.empty()) bad("--out must name a folder");
@@ -116,15 +109,10 @@ void decode_features(const EvalOptions& o, const std::vector<const ImageEntry*>&
                      bundle.dir.string() + " takes " + std::to_string(d.regions));
   const auto [rows, cols] = grid_of(store.encoder_description(), store.regions());
   info["model"] = bundle.dir.string();
-  info["attention"] = to_string(d.attention);
+  info["attention"] = enum_name(d.attention);
 
-  SearchOptions so;
-  so.beam_size = o.beam_size;
-  so.max_length = o.max_length;
-  so.length_penalty = o.length_penalty;
+  SearchOptions so = o.search;
   so.alternatives = 1;
-  so.hard_decode = hard_decode_names().at(o.hard_decode);
-  so.validate();
   SearchTokens tokens;
   tokens.start = Vocabulary::start_id;
   tokens.end = Vocabulary::end_id;
@@ -178,11 +166,8 @@ void decode_images(const EvalOptions& o, const std::vector<const ImageEntry*>& e
   CaptionerOptions co;
   co.model = o.model;
   co.encoder_models_dir = o.encoder_models_dir;
-  co.beam_size = o.beam_size;
-  co.max_length = o.max_length;
-  co.length_penalty = o.length_penalty;
-  co.alternatives = 1;
-  co.hard_decode = o.hard_decode;
+  co.search = o.search;
+  co.search.alternatives = 1;
   co.batch_size = o.batch_size;
   co.seed = o.seed;
   Captioner captioner(co, device);
@@ -375,10 +360,10 @@ EvalReport run_evaluation(const EvalOptions& o, c10::Device device, std::ostream
   metrics["split"] = o.split;
   metrics["dataset"] = o.data;
   metrics["features"] = o.features.empty() ? json(nullptr) : json(o.features);
-  metrics["beam"] = o.beam_size;
-  metrics["max_length"] = o.max_length;
-  metrics["length_penalty"] = o.length_penalty;
-  metrics["hard_decode"] = o.hard_decode;
+  metrics["beam"] = o.search.beam_size;
+  metrics["max_length"] = o.search.max_length;
+  metrics["length_penalty"] = o.search.length_penalty;
+  metrics["hard_decode"] = enum_name(o.search.hard_decode);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   metrics["seconds"] = report.seconds;
 

@@ -4,7 +4,6 @@
 #include <torch/nn/init.h>
 #include <torch/utils.h>
 
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -23,13 +22,6 @@ namespace satcap {
 
 namespace {
 
-template <typename E>
-std::string name_of(const std::map<std::string, E>& names, E v) {
-  for (const auto& [k, x] : names)
-    if (x == v) return k;
-  return "?";
-}
-
 // Packed rows x [N, ...] at positions index (b * S + t) scattered into [B, S, ...], `fill` elsewhere.
 at::Tensor padded(const at::Tensor& x, const at::Tensor& index, int64_t B, int64_t S, double fill) {
   std::vector<int64_t> shape{B * S};
@@ -47,121 +39,6 @@ std::string shape_of(const at::Tensor& t) {
 }
 
 }  // namespace
-
-const std::map<std::string, AttentionKind>& attention_kind_names() {
-  static const std::map<std::string, AttentionKind> m{{"soft", AttentionKind::soft}, {"hard", AttentionKind::hard}};
-  return m;
-}
-const std::map<std::string, BetaKind>& beta_kind_names() {
-  static const std::map<std::string, BetaKind> m{
-      {"scalar", BetaKind::scalar}, {"vector", BetaKind::vector}, {"none", BetaKind::none}};
-  return m;
-}
-const std::map<std::string, AttentionActivation>& attention_activation_names() {
-  static const std::map<std::string, AttentionActivation> m{{"tanh", AttentionActivation::tanh},
-                                                            {"relu", AttentionActivation::relu}};
-  return m;
-}
-const std::map<std::string, HardDecode>& hard_decode_names() {
-  static const std::map<std::string, HardDecode> m{
-      {"expected", HardDecode::expected}, {"sample", HardDecode::sample}, {"argmax", HardDecode::argmax}};
-  return m;
-}
-std::string to_string(AttentionKind v) { return name_of(attention_kind_names(), v); }
-std::string to_string(BetaKind v) { return name_of(beta_kind_names(), v); }
-std::string to_string(AttentionActivation v) { return name_of(attention_activation_names(), v); }
-std::string to_string(HardDecode v) { return name_of(hard_decode_names(), v); }
-
-void DecoderOptions::validate() const {
-  auto fail = [](const std::string& field, const std::string& rule, double got) {
-    std::ostringstream s;
-    s << "decoder option " << field << " must " << rule << " (got " << got << ")";
-    throw UsageError(s.str());
-  };
-  if (vocab_size < 2) fail("vocab_size", "be at least 2", vocab_size);
-  if (feature_dim < 1) fail("feature_dim", "be at least 1", feature_dim);
-  if (regions < 0) fail("regions", "be 0 (any) or positive", regions);
-  if (embed_dim < 1) fail("embed_dim", "be at least 1", embed_dim);
-  if (attention_dim < 1) fail("attention_dim", "be at least 1", attention_dim);
-  if (hidden_dim < 1) fail("hidden_dim", "be at least 1", hidden_dim);
-  if (!(dropout >= 0 && dropout < 1)) fail("dropout", "be in [0, 1)", dropout);
-  auto nonneg = [&](const char* field, double v) {
-    if (!(v >= 0 && std::isfinite(v))) fail(field, "be a finite number >= 0", v);
-  };
-  nonneg("doubly_stochastic_lambda", doubly_stochastic_lambda);
-  nonneg("lambda_r", lambda_r);
-  nonneg("lambda_e", lambda_e);
-  if (!(baseline_decay >= 0 && baseline_decay <= 1)) fail("baseline_decay", "be in [0, 1]", baseline_decay);
-  if (!(semi_sampling_p >= 0 && semi_sampling_p <= 1)) fail("semi_sampling_p", "be in [0, 1]", semi_sampling_p);
-}
-
-void to_json(nlohmann::json& j, const DecoderOptions& o) {
-  j = nlohmann::json{{"vocab_size", o.vocab_size},
-                     {"feature_dim", o.feature_dim},
-                     {"regions", o.regions},
-                     {"embed_dim", o.embed_dim},
-                     {"attention_dim", o.attention_dim},
-                     {"hidden_dim", o.hidden_dim},
-                     {"dropout", o.dropout},
-                     {"attention", to_string(o.attention)},
-                     {"beta", to_string(o.beta)},
-                     {"deep_output", o.deep_output},
-                     {"init_mlp", o.init_mlp},
-                     {"attention_activation", to_string(o.attention_activation)},
-                     {"doubly_stochastic_lambda", o.doubly_stochastic_lambda},
-                     {"lambda_r", o.lambda_r},
-                     {"lambda_e", o.lambda_e},
-                     {"baseline_decay", o.baseline_decay},
-                     {"semi_sampling_p", o.semi_sampling_p}};
-}
-
-void from_json(const nlohmann::json& j, DecoderOptions& o) {
-  if (!j.is_object()) throw ModelError("decoder options: expected a JSON object");
-  auto field = [&](const char* key) -> const nlohmann::json& {
-    auto it = j.find(key);
-    if (it == j.end()) throw ModelError(std::string("decoder options: missing field '") + key + "'");
-    return *it;
-  };
-  auto get = [&](const char* key, auto& out) {
-    const auto& v = field(key);
-    try {
-      v.get_to(out);
-    } catch (const nlohmann::json::exception&) {
-      throw ModelError(std::string("decoder options: field '") + key + "' has the wrong type (" + v.dump() + ")");
-    }
-  };
-  auto get_enum = [&](const char* key, auto& out, const auto& names) {
-    std::string s;
-    get(key, s);
-    auto it = names.find(s);
-    if (it == names.end()) throw ModelError(std::string("decoder options: field '") + key + "' has unknown value '" + s + "'");
-    out = it->second;
-  };
-  DecoderOptions r;
-  get("vocab_size", r.vocab_size);
-  get("feature_dim", r.feature_dim);
-  get("regions", r.regions);
-  get("embed_dim", r.embed_dim);
-  get("attention_dim", r.attention_dim);
-  get("hidden_dim", r.hidden_dim);
-  get("dropout", r.dropout);
-  get_enum("attention", r.attention, attention_kind_names());
-  get_enum("beta", r.beta, beta_kind_names());
-  get("deep_output", r.deep_output);
-  get("init_mlp", r.init_mlp);
-  get_enum("attention_activation", r.attention_activation, attention_activation_names());
-  get("doubly_stochastic_lambda", r.doubly_stochastic_lambda);
-  get("lambda_r", r.lambda_r);
-  get("lambda_e", r.lambda_e);
-  get("baseline_decay", r.baseline_decay);
-  get("semi_sampling_p", r.semi_sampling_p);
-  try {
-    r.validate();
-  } catch (const UsageError& e) {
-    throw ModelError(std::string("decoder options: ") + e.what());
-  }
-  o = r;
-}
 
 // ---------------------------------------------------------------------------------------------
 // DecoderOutput
@@ -213,7 +90,7 @@ DecoderImpl::DecoderImpl(const DecoderOptions& options) : options_(options) {
     f_beta = register_module("f_beta",
                              torch::nn::Linear(o.hidden_dim, o.beta == BetaKind::scalar ? 1 : o.feature_dim));
   lstm = register_module("lstm", torch::nn::LSTMCell(o.embed_dim + o.feature_dim, o.hidden_dim));
-  if (o.init_mlp) {
+  if (o.init_state != InitState::zeros) {
     init_h = register_module("init_h", torch::nn::Linear(o.feature_dim, o.hidden_dim));
     init_c = register_module("init_c", torch::nn::Linear(o.feature_dim, o.hidden_dim));
   }
@@ -249,10 +126,16 @@ DecoderState DecoderImpl::init_state(const at::Tensor& features) {
   DecoderState st;
   st.features = features;                               // [B, n, D]
   st.projected = att_features->forward(features);       // [B, n, A]  W_a a_i + b, once per image
-  if (options_.init_mlp) {
+  if (options_.init_state != InitState::zeros) {
+    // h_0 = f_init,h(mean_i a_i), c_0 = f_init,c(mean_i a_i) (section 3.1.2), through tanh as in the
+    // original code, or linear as in the most used PyTorch tutorial.
     auto mean = features.mean(1);                       // [B, D]
-    st.h = at::tanh(init_h->forward(mean));             // [B, H]
-    st.c = at::tanh(init_c->forward(mean));             // [B, H]
+    st.h = init_h->forward(mean);                       // [B, H]
+    st.c = init_c->forward(mean);                       // [B, H]
+    if (options_.init_state == InitState::tanh) {
+      st.h = at::tanh(st.h);
+      st.c = at::tanh(st.c);
+    }
   } else {
     st.h = at::zeros({features.size(0), options_.hidden_dim}, features.options());
     st.c = at::zeros_like(st.h);
@@ -515,7 +398,7 @@ LossTerms DecoderImpl::loss(const DecoderOutput& out) {
   // valid step (an all-padding row) contributes nothing.
   auto coverage = (out.alphas * mask.unsqueeze(2)).sum(1);                           // [B, n]  sum_t alpha_ti
   auto has_steps = (mask.sum(1) > 0).to(mask.scalar_type());                         // [B]
-  r.ds_reg = o.doubly_stochastic_lambda * ((1 - coverage).pow(2).sum(1) * has_steps).sum() / N;
+  r.ds_reg = o.alpha_c * ((1 - coverage).pow(2).sum(1) * has_steps).sum() / N;
 
   auto zero = at::zeros({}, logits.options());
   r.reinforce = zero;

@@ -30,6 +30,7 @@
 #include "satcap/model/vocab.h"
 #include "satcap/ops/adam_step.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/loss_scaler.h"
 #include "satcap/train/training_log.h"
 
 namespace fs = std::filesystem;
@@ -56,16 +57,10 @@ void TrainingCaptions::shrink_to_fit() {
 }
 
 DecoderOptions decoder_options_for(const TrainOptions& o, int vocab_size, int feature_dim, int regions) {
-  DecoderOptions d;
+  DecoderOptions d = o.decoder;
   d.vocab_size = vocab_size;
   d.feature_dim = feature_dim;
   d.regions = regions;
-  d.embed_dim = o.embed_dim;
-  d.attention_dim = o.attention_dim;
-  d.hidden_dim = o.hidden_dim;
-  d.dropout = o.dropout;
-  d.attention = o.attention == "hard" ? AttentionKind::hard : AttentionKind::soft;
-  d.doubly_stochastic_lambda = o.alpha_c;
   d.validate();
   return d;
 }
@@ -398,10 +393,8 @@ std::map<std::string, double> validate_decoder(Decoder& decoder, const TrainingD
   at::NoGradGuard no_grad;
   std::map<std::string, std::vector<std::string>> references;
   std::map<std::string, std::string> candidates;
-  SearchOptions search_options;
-  search_options.beam_size = options.val_beam_size;
-  search_options.max_length = options.max_caption_length;
-  search_options.validate();
+  const SearchOptions& search_options = options.validation;
+  search_options.validate("--val-");
   SearchTokens tokens;
   tokens.start = Vocabulary::start_id;
   tokens.end = Vocabulary::end_id;
@@ -439,7 +432,7 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
                            const TrainOptions& options, const fs::path& out_dir, const TrainHooks& hooks,
                            c10::Device device, bool quiet) {
   validate(options);
-  const Precision precision = parse_precision(options.precision);
+  const Precision precision = options.precision;
   check_precision(precision, device);  // before anything is written
   if (data.train.empty()) throw InputError("no training captions (is the dataset's train split empty?)");
   if (!data.gather && !data.encoder) throw InputError("no feature source");
@@ -608,7 +601,7 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
                                  {"lr", p.lr},
                                  {"steps_per_s", window > 0 ? k / window : 0.0},
                                  {"time_s", elapsed()}};
-        if (options.attention == "hard") record["baseline"] = scalar(decoder->baseline());
+        if (decoder->options().attention == AttentionKind::hard) record["baseline"] = scalar(decoder->baseline());
         if (encoder_optimizer) record["encoder_lr"] = p.encoder_lr;
         if (scaler.enabled()) {
           record["loss_scale"] = scaler.scale();

@@ -6,8 +6,6 @@
 //     caption_files(paths, sink)              -> images decoded on a worker thread (bounded queue)
 //                                                while the previous batch runs through the encoder
 //                                                and the search; sink called in input order
-//   run_caption(CaptionRunOptions)            -> the whole command: inputs, formats (text, json,
-//                                                coco), overlays, video, HTML gallery, exit code
 //
 // No torch in this header (the model lives behind a pointer), so the app and the tests that only
 // drive the command compile fast.
@@ -27,6 +25,8 @@
 #include <vector>
 
 #include "satcap/data/image.h"
+#include "satcap/decode/search_options.h"
+#include "satcap/runtime/precision.h"
 #include "satcap/viz/overlay.h"
 
 namespace satcap {
@@ -51,17 +51,8 @@ struct CaptionerOptions {
   std::string model;
   // Where the embedded encoders were imported ("" = <repository>/models/embedded).
   std::string encoder_models_dir;
-  // Beam width K (1 = greedy search).
-  int beam_size = 3;
-  // Longest caption in words (decoding steps, <end> included, are capped at this).
-  int max_length = 20;
-  // GNMT length penalty alpha (0 = rank by total log-probability; 1 is close to per-word average).
-  double length_penalty = 0.0;
-  // Captions returned per image, best first (1..beam_size); the others are "alternatives".
-  int alternatives = 1;
-  // Hard-attention models: how the context z_t is formed while decoding: "expected" (the soft
-  // context, the original code's default), "sample" (s_t ~ alpha_t) or "argmax". Ignored by soft models.
-  std::string hard_decode = "expected";
+  // The search: beam width, longest caption, length penalty, alternatives, hard-attention context.
+  SearchOptions search;
   // Images per batch through the encoder and the search.
   int batch_size = 8;
   // Attention samples drawn per word from alpha_t for the overlays (the paper's hard-attention
@@ -73,9 +64,9 @@ struct CaptionerOptions {
   std::uint64_t seed = 0;
   // Limits for decoding images.
   ImageLimits limits;
-  // Precision of the encoder's forward and the search (satcap/runtime/precision.h): "fp32", "bf16" or
-  // "fp16" (CUDA only): autocast around both; the features and the beam scores stay float32.
-  std::string precision = "fp32";
+  // Precision of the encoder's forward and the search (satcap/runtime/precision.h): autocast around
+  // both (fp16: CUDA only); the features and the beam scores stay float32.
+  Precision precision = Precision::fp32;
 };
 
 // Throws UsageError naming the option ("--beam must be at least 1 (got 0)").
@@ -149,50 +140,5 @@ class Captioner {
  private:
   std::unique_ptr<Impl> impl_;
 };
-
-// --- The command ---------------------------------------------------------------------------------
-
-struct CaptionRunOptions {
-  // Image files, folders (searched recursively) and list files (.txt/.lst), see expand_image_inputs.
-  std::vector<std::string> inputs;
-  // The model and the search.
-  CaptionerOptions captioner;
-  // Output format: "text" (PATH<TAB>caption per line; alternatives as indented lines "  SCORE<TAB>caption"),
-  // "json" (one array, an object per image with words, attention rows and grid) or "coco"
-  // ([{"image_id", "caption"}], image_id from the file name, see coco_image_id).
-  std::string format = "text";
-  // Write the captions to this file (atomically) instead of stdout ("" = stdout).
-  std::string out;
-  // Per image, a subfolder of this folder with one overlay PNG per word and the figure ("" = none).
-  std::string overlay_dir;
-  // Drawing of the overlays and the gallery (style, opacity, video, samples).
-  OverlayOptions overlay;
-  // Draw `samples_per_word` locations per word from alpha_t (the paper's hard-attention figures),
-  // mark them on the overlays and list them in the json output. Overrides captioner.samples_per_word.
-  bool samples = false;
-  int samples_per_word = 1;
-  // Write the self-contained HTML gallery here ("" = none).
-  std::string html;
-  // Compute device ("cpu", "cuda", "cuda:N").
-  std::string device = "cpu";
-  // No progress on stderr.
-  bool quiet = false;
-};
-
-// Throws UsageError naming the option.
-void validate(const CaptionRunOptions& options);
-
-// The integer COCO-style id in an image's file name: the last run of decimal digits of the stem
-// ("COCO_val2014_000000123456.jpg" -> 123456, "000123.png" -> 123, "img_2_v3.jpg" -> 3); nullopt
-// when the stem has no digits or the number does not fit in 63 bits.
-std::optional<std::int64_t> coco_image_id(const std::filesystem::path& path);
-
-// Runs `satcap caption`: captions every input, writes the captions in the chosen format to `out`
-// (or options.out) in input order, the overlays and the gallery; each unreadable image is reported
-// on `err` as "error: PATH: reason" and the others go on. Returns 0, or 6 (ExitCode::partial) when
-// some images could not be read. Throws UsageError, InputError (no images), ModelError, OutputError
-// (an output cannot be written; outputs already complete stay intact, --out and --html are only
-// renamed into place when complete).
-int run_caption(const CaptionRunOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace satcap

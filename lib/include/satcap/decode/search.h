@@ -15,27 +15,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "satcap/decode/search_options.h"
 #include "satcap/model/decoder.h"
 
 namespace satcap {
-
-struct SearchOptions {
-  // Beam width K (1 = greedy).
-  int beam_size = 3;
-  // Maximum decoding steps per caption (words plus <end>): a caption has at most max_length words.
-  int max_length = 50;
-  // 0 = rank by the sum of log-probabilities. alpha > 0 = GNMT length penalty (Wu et al. 2016):
-  // score = log p / ((5 + len) / 6)^alpha, len = generated tokens including <end>; alpha = 1 is
-  // close to per-token normalisation.
-  double length_penalty = 0;
-  // Hypotheses returned per image, best first (1..beam_size).
-  int alternatives = 1;
-  // Hard-attention decoders: how z_t is formed (ignored by soft attention).
-  HardDecode hard_decode = HardDecode::expected;
-
-  // Throws UsageError naming the bad field.
-  void validate() const;
-};
 
 // The vocabulary ids the search needs.
 struct SearchTokens {

@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "satcap/decode/search_options.h"
+
 namespace satcap {
 
 struct EvalOptions {
@@ -35,14 +37,8 @@ struct EvalOptions {
   // A prepared feature store (satcap prepare / satcap train's OUT/features) to decode from instead
   // of the images ("" = decode the images with the model's encoder).
   std::string features;
-  // Beam width K (1 = greedy).
-  int beam_size = 3;
-  // Longest caption in words.
-  int max_length = 20;
-  // GNMT length penalty alpha (0 = total log-probability).
-  double length_penalty = 0.0;
-  // Hard-attention models: the context while decoding: "expected", "sample" or "argmax".
-  std::string hard_decode = "expected";
+  // The search (its alternatives are not used: one caption per image is scored).
+  SearchOptions search;
   // Images per batch.
   int batch_size = 16;
   // Output folder (created if missing).

@@ -7,8 +7,12 @@
 //   encoder_weights.pt  only for a model trained with --fine-tune-encoder: the fine-tuned
 //                 encoder tensors by Encoder::named_trainable_parameters() name. config.json's
 //                 "encoder" then has "fine_tuned": {"weights", "digest", "base_identity"}, its
-//                 identity is "<base identity>:tuned=<digest>", and format_version is 2 (readers
-//                 of format 1 would ignore the weights); bundles of a frozen encoder stay format 1.
+//                 identity is "<base identity>:tuned=<digest>".
+// format_version is the oldest format that holds the bundle, so that an older satcap reads every
+// bundle it can read correctly and refuses the others: 1; 2 with a fine-tuned encoder's weights
+// (readers of format 1 would ignore them); 3 with a decoder whose initial state is linear (the
+// PyTorch tutorial's; readers of formats 1-2 would put tanh on it). Formats 1-2 name two decoder
+// options as they did then (doubly_stochastic_lambda, init_mlp).
 // A bundle is written to a temporary sibling directory and renamed into place, so a reader sees
 // the previous complete bundle or the new one, never a mixture; the previous good bundle is only
 // removed once the new one is in place.
@@ -27,9 +31,8 @@
 
 namespace satcap {
 
-// The newest bundle format this satcap reads and writes (2: with a fine-tuned encoder's weights);
-// newer ones are refused. Bundles without encoder weights are written as format 1.
-constexpr int kBundleFormatVersion = 2;
+// The newest bundle format this satcap reads and writes; newer ones are refused.
+constexpr int kBundleFormatVersion = 3;
 
 struct Bundle {
   std::filesystem::path dir;      // where it was loaded from / written to
@@ -52,6 +55,9 @@ struct Bundle {
   // The digest tagging the fine-tuned encoder weights ("" for a frozen encoder).
   std::string encoder_tuned_tag() const;
 };
+
+// The format save_bundle writes `bundle` in (see the top of this header).
+int bundle_format_for(const Bundle& bundle);
 
 // Writes `bundle` (its decoder, vocab, options, encoder description, training summary) to `dir`
 // atomically. Throws OutputError naming the path when it cannot be written.

@@ -16,83 +16,12 @@
 #include <torch/nn/modules/rnn.h>
 #include <torch/nn/pimpl.h>
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <map>
 #include <string>
 
+#include "satcap/model/decoder_options.h"
+
 namespace satcap {
-
-// Soft: z_t = sum_i alpha_ti a_i (section 4.2). Hard: z_t = a_{s_t}, s_t ~ Multinomial(alpha_t),
-// trained with REINFORCE (section 4.1).
-enum class AttentionKind { soft, hard };
-// The gate on the context: z_t = beta_t * context. scalar (the paper): beta_t = sigmoid(f_beta(h_{t-1}))
-// in [B, 1]; vector: one gate per feature, [B, D] (a common reimplementation); none: beta_t = 1.
-// The gate applies to hard attention's a_{s_t} too, as in the original code (its selector multiplies
-// whatever context the step formed, sampled or expected); z_t feeds both the LSTM and the deep output.
-enum class BetaKind { scalar, vector, none };
-// f_att's nonlinearity: e_ti = w^T act(W_a a_i + U_a h_{t-1} + b). tanh (the original code) or relu.
-enum class AttentionActivation { tanh, relu };
-// How a hard-attention decoder forms z_t outside training (ignored by soft attention):
-// expected = the soft context sum_i alpha_ti a_i (the original code's default at test time),
-// sample = a_{s_t} with s_t ~ alpha_t, argmax = a_{argmax_i alpha_ti}.
-enum class HardDecode { expected, sample, argmax };
-
-// Names used on the command line and in config.json (for CLI11's CheckedTransformer).
-const std::map<std::string, AttentionKind>& attention_kind_names();
-const std::map<std::string, BetaKind>& beta_kind_names();
-const std::map<std::string, AttentionActivation>& attention_activation_names();
-const std::map<std::string, HardDecode>& hard_decode_names();
-std::string to_string(AttentionKind v);
-std::string to_string(BetaKind v);
-std::string to_string(AttentionActivation v);
-std::string to_string(HardDecode v);
-
-struct DecoderOptions {
-  // Vocabulary size V, special tokens included (required).
-  int vocab_size = 0;
-  // Feature dimension D of the annotation vectors a_i (required; the encoder's dim()).
-  int feature_dim = 0;
-  // Number of regions n; 0 = any (checked against the features when set).
-  int regions = 0;
-  // Word embedding size m (E is [V, m]).
-  int embed_dim = 512;
-  // Attention MLP width (W_a: D -> A, U_a: H -> A, w: A -> 1).
-  int attention_dim = 512;
-  // LSTM width H. 512 as the most used PyTorch reimplementation: half the cost of 1024 on a CPU;
-  // the original Theano code used a wider LSTM.
-  int hidden_dim = 512;
-  // Dropout probability on h_t and on the deep-output sum before L_o (the original code: 0.5).
-  double dropout = 0.5;
-  // Soft or hard attention.
-  AttentionKind attention = AttentionKind::soft;
-  // Gating of the context (the paper: a scalar).
-  BetaKind beta = BetaKind::scalar;
-  // true: p(y_t) ∝ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t)) (eq. 7); false: p(y_t) ∝ exp(L_o h_t).
-  bool deep_output = true;
-  // true: h_0 = tanh(f_init,h(mean_i a_i)), c_0 = tanh(f_init,c(mean_i a_i)); false: zeros.
-  bool init_mlp = true;
-  // Nonlinearity of the attention MLP.
-  AttentionActivation attention_activation = AttentionActivation::tanh;
-  // lambda of the doubly stochastic regulariser lambda * sum_i (1 - sum_t alpha_ti)^2 (eq. 14).
-  double doubly_stochastic_lambda = 1.0;
-  // Hard attention: weight of the REINFORCE term (the original code: 0.1).
-  double lambda_r = 0.1;
-  // Hard attention: weight of the entropy bonus (the original code: 0.002).
-  double lambda_e = 0.002;
-  // Hard attention: the moving-average baseline b <- decay * b + (1 - decay) * mean caption NLL.
-  double baseline_decay = 0.9;
-  // Hard attention: probability, drawn once per training minibatch, of training that minibatch with
-  // the expected (soft) context instead of sampled locations ("semi-sampling"; the original: 0.5).
-  double semi_sampling_p = 0.5;
-
-  // Throws UsageError naming the first bad field.
-  void validate() const;
-};
-
-// Every field, enums as their names. from_json throws ModelError naming a missing or bad field.
-void to_json(nlohmann::json& j, const DecoderOptions& o);
-void from_json(const nlohmann::json& j, DecoderOptions& o);
 
 // What init_state builds and step advances. Rows are hypotheses: R = B * beam rows, the beams of
 // image b in rows [b * beam, (b + 1) * beam). The per-image tensors (features, projected) are kept
@@ -197,7 +126,7 @@ struct DecoderImpl : torch::nn::Module {
   torch::nn::Linear att_score{nullptr};       // "att_score"    w: A -> 1
   torch::nn::Linear f_beta{nullptr};          // "f_beta"       H -> 1 or D (absent for beta none)
   torch::nn::LSTMCell lstm{nullptr};          // "lstm"         input [E y_{t-1}; z_t]: m + D -> H
-  torch::nn::Linear init_h{nullptr};          // "init_h"       f_init,h: D -> H (absent without init_mlp)
+  torch::nn::Linear init_h{nullptr};          // "init_h"       f_init,h: D -> H (absent for init_state zeros)
   torch::nn::Linear init_c{nullptr};          // "init_c"       f_init,c: D -> H
   torch::nn::Linear out_hidden{nullptr};      // "out_hidden"   L_h: H -> m (deep output only)
   torch::nn::Linear out_context{nullptr};     // "out_context"  L_z: D -> m (deep output only)

@@ -2,8 +2,7 @@
 // of a training step (or of the encoder and the beam search) run in, under LibTorch's autocast
 // (weights and activations cast to bfloat16 or float16 for those operations; on CUDA autocast's
 // own lists keep softmax, the losses and reductions in float32, and the decoder computes its
-// softmaxes in float32 on every device), and the dynamic loss scaling float16 needs so that small
-// gradients do not underflow.
+// softmaxes in float32 on every device). float16's loss scaling is satcap/runtime/loss_scaler.h.
 //
 // Parameters, gradients and Adam's state stay float32 in every precision; checkpoints and bundles
 // do not depend on it. satcap's hand-written CPU kernels take float32 only, so a step under
@@ -11,12 +10,14 @@
 // bfloat16 matrix units); the precision is meant for CUDA.
 #pragma once
 
-#include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 
-#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "satcap/runtime/option_table.h"
 
 namespace satcap {
 
@@ -26,9 +27,18 @@ enum class Precision {
   fp16,  // autocast to float16 with dynamic loss scaling (CUDA only)
 };
 
+template <>
+struct EnumNames<Precision> {
+  static const std::vector<std::pair<std::string, Precision>>& table() {
+    static const std::vector<std::pair<std::string, Precision>> t{
+        {"fp32", Precision::fp32}, {"bf16", Precision::bf16}, {"fp16", Precision::fp16}};
+    return t;
+  }
+};
+
 // "fp32", "bf16", "fp16" -> Precision; throws UsageError naming `option` otherwise.
 Precision parse_precision(const std::string& name, const std::string& option = "--precision");
-const char* precision_name(Precision precision);
+std::string precision_name(Precision precision);
 
 // Throws UsageError when `precision` cannot run on `device`: fp16 on the CPU (LibTorch's CPU
 // autocast has bfloat16 only).
@@ -50,36 +60,6 @@ class AutocastScope {
   c10::DeviceType device_type_ = c10::DeviceType::CPU;
   bool was_enabled_ = false;
   c10::ScalarType was_dtype_ = c10::ScalarType::Float;
-};
-
-// Dynamic loss scaling (PyTorch's GradScaler, same defaults): the loss is multiplied by the scale
-// before the backward; the gradients are divided by it before clipping and the update. A step
-// whose gradients hold an inf or NaN is skipped and the scale halved; after `growth_interval`
-// steps without one, the scale doubles. Disabled (fp32, bf16): scale 1, every step taken.
-class LossScaler {
- public:
-  explicit LossScaler(bool enabled, double initial_scale = 65536.0, int growth_interval = 2000);
-
-  bool enabled() const { return enabled_; }
-  double scale() const { return scale_; }
-  // loss * scale (the loss itself when disabled).
-  at::Tensor scaled(const at::Tensor& loss) const;
-  // Divides every defined gradient of `parameters` by the scale and says whether all of them are
-  // finite; when not, the scale is backed off and the caller skips the update. Then counts the
-  // step towards growth. Disabled: true, gradients untouched.
-  bool unscale_and_update(const std::vector<at::Tensor>& parameters);
-  // Steps skipped so far (gradients not finite).
-  int64_t skipped() const { return skipped_; }
-  // The state a checkpoint keeps: scale and the good steps since the last change.
-  int64_t good_steps() const { return good_steps_; }
-  void restore(double scale, int64_t good_steps);
-
- private:
-  bool enabled_ = false;
-  double scale_ = 1.0;
-  int growth_interval_ = 2000;
-  int64_t good_steps_ = 0;
-  int64_t skipped_ = 0;
 };
 
 }  // namespace satcap

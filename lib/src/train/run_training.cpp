@@ -1,4 +1,5 @@
-// run_training (trainer.h): what `satcap train` does, from a dataset to a model bundle.
+#include "satcap/train/run_training.h"
+
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
@@ -17,7 +18,6 @@
 #include "satcap/runtime/cpu_allocator.h"
 #include "satcap/runtime/error.h"
 #include "satcap/runtime/runtime.h"
-#include "satcap/train/trainer.h"
 #include "satcap/train/training_log.h"
 
 namespace fs = std::filesystem;
@@ -274,7 +274,7 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
       test_options.val_max_images = 0;
       std::map<std::string, std::string> captions;
       auto scores = validate_decoder(best.decoder, test, best.vocab, test_options, device, &captions);
-      nlohmann::json record = {{"split", "test"}, {"images", captions.size()}, {"beam_size", options.val_beam_size},
+      nlohmann::json record = {{"split", "test"}, {"images", captions.size()}, {"beam_size", options.validation.beam_size},
                                {"scores", scores}, {"model", model_dir.string()}};
       write_file_atomic(out / "test_scores.json", record.dump(2) + "\n");
       std::string line = "test split (" + std::to_string(captions.size()) + " images):";

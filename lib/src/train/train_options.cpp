@@ -1,0 +1,89 @@
+// TrainOptions: validation, JSON, and the precedence defaults < config file < command line.
+#include "satcap/train/train_options.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "satcap/runtime/error.h"
+
+namespace satcap {
+
+namespace {
+
+std::string str(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw UsageError(message);
+}
+
+// Configs written before the decoder and the validation search were nested kept these flat.
+nlohmann::json nest_legacy_keys(const nlohmann::json& j) {
+  if (!j.is_object()) return j;
+  static const std::pair<const char*, const char*> legacy[] = {
+      {"attention", "/decoder/attention"},         {"embed_dim", "/decoder/embed_dim"},
+      {"attention_dim", "/decoder/attention_dim"}, {"hidden_dim", "/decoder/hidden_dim"},
+      {"dropout", "/decoder/dropout"},             {"alpha_c", "/decoder/alpha_c"},
+      {"val_beam_size", "/validation/beam_size"},  {"max_caption_length", "/validation/max_length"}};
+  nlohmann::json out = j;
+  for (const auto& [key, path] : legacy) {
+    auto it = out.find(key);
+    if (it == out.end()) continue;
+    const nlohmann::json::json_pointer pointer(path);
+    if (!out.contains(pointer.parent_pointer()) || out[pointer.parent_pointer()].is_object()) out[pointer] = *it;
+    out.erase(key);
+  }
+  return out;
+}
+
+}  // namespace
+
+void validate(const TrainOptions& o) {
+  auto flag = [](const char* key) { return flag_of<TrainOptions>(key); };
+  auto at_least = [&](const char* key, int64_t v, int64_t min, const char* zero_means = nullptr) {
+    if (v >= min) return;
+    throw UsageError(flag(key) + " must be " + (zero_means ? std::string("0 (") + zero_means + ") or positive" :
+                                                           "at least " + std::to_string(min)) +
+                     " (got " + std::to_string(v) + ")");
+  };
+  at_least("epochs", o.epochs, 1);
+  at_least("batch_size", o.batch_size, 1);
+  require(std::isfinite(o.lr) && o.lr > 0, "--lr must be a positive number (got " + str(o.lr) + ")");
+  require(std::isfinite(o.grad_clip) && o.grad_clip >= 0,
+          "--grad-clip must be 0 (no clipping) or positive (got " + str(o.grad_clip) + ")");
+  require(std::isfinite(o.lr_decay) && o.lr_decay > 0 && o.lr_decay <= 1,
+          "--lr-decay must be in (0, 1] (got " + str(o.lr_decay) + ")");
+  at_least("lr_decay_patience", o.lr_decay_patience, 0, "never");
+  at_least("early_stop_patience", o.early_stop_patience, 0, "never");
+  o.decoder.validate(/*with_data=*/false, /*as_flags=*/true);
+  at_least("checkpoint_every", o.checkpoint_every, 0, "epoch ends only");
+  at_least("log_every", o.log_every, 1);
+  at_least("val_every", o.val_every, 1);
+  o.validation.validate("--val-");
+  at_least("val_max_images", o.val_max_images, 0, "all");
+  at_least("max_train_length", o.max_train_length, 0, "no limit");
+  at_least("max_steps", o.max_steps, 0, "no limit");
+  at_least("fine_tune_blocks", o.fine_tune_blocks, 1);
+  require(std::isfinite(o.encoder_lr) && o.encoder_lr > 0,
+          "--encoder-lr must be a positive number (got " + str(o.encoder_lr) + ")");
+}
+
+nlohmann::json to_json(const TrainOptions& o) { return options_to_json(o, /*with_data=*/false); }
+
+TrainOptions train_options_from_json(const nlohmann::json& j, const TrainOptions& base, const std::string& source) {
+  TrainOptions o = base;
+  options_from_json(nest_legacy_keys(j), o, source, ExitCode::usage, MissingFields::keep, /*allow_data=*/false);
+  return o;
+}
+
+TrainOptions resolve_train_options(const nlohmann::json* config, const nlohmann::json& command_line,
+                                   const std::string& config_source) {
+  TrainOptions effective;  // defaults
+  if (config) effective = train_options_from_json(*config, effective, config_source);
+  return train_options_from_json(command_line, effective, "command line");
+}
+
+}  // namespace satcap
