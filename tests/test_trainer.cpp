@@ -352,6 +352,12 @@ TEST_CASE("satcap train: from a scenes data set to a model bundle, config file a
   CHECK(effective.at("batch_size") == 16);     // from the config file
   CHECK(effective.at("decoder").at("hidden_dim") == 16);
   CHECK(effective.at("decoder").at("dropout") == TrainOptions{}.decoder.dropout);  // default
+  // The effective options read back as a config file.
+  TrainOptions again;
+  REQUIRE_NOTHROW(again = train_options_from_json(effective, TrainOptions{}, "config.effective.json"));
+  CHECK(to_json(again) == to_json(train_options_from_json(to_json(again))));
+  CHECK(again.lr == 0.02);
+  CHECK(again.decoder.hidden_dim == 16);
   Bundle bundle = load_bundle(dir / "out");
   CHECK(bundle.decoder_options.hidden_dim == 16);
   CHECK(bundle.decoder_options.feature_dim == 576);

@@ -7,6 +7,7 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -111,25 +112,8 @@ fs::path resolve_bundle_dir(const fs::path& dir) {
 }
 
 int bundle_format_for(const Bundle& bundle) {
-  if (bundle.decoder_options.init_state == InitState::linear) return 3;  // formats 1-2 know tanh and zeros only
-  return bundle.encoder_weights.empty() ? 1 : 2;
+  return std::max(decoder_options_format(bundle.decoder_options), bundle.encoder_weights.empty() ? 1 : 2);
 }
-
-namespace {
-
-// The decoder options as `format` writes them: before format 3, alpha_c was named
-// doubly_stochastic_lambda and init_state was the flag init_mlp (tanh or zeros).
-nlohmann::json decoder_json_for_format(const DecoderOptions& options, int format) {
-  nlohmann::json j = options;
-  if (format >= 3) return j;
-  j["doubly_stochastic_lambda"] = j.at("alpha_c");
-  j.erase("alpha_c");
-  j["init_mlp"] = options.init_state == InitState::tanh;
-  j.erase("init_state");
-  return j;
-}
-
-}  // namespace
 
 void save_bundle(const Bundle& bundle, const fs::path& dir_in) {
   if (!bundle.decoder) throw OutputError(dir_in.string() + ": no decoder to save");
@@ -160,7 +144,7 @@ void save_bundle(const Bundle& bundle, const fs::path& dir_in) {
     config["encoder"]["fine_tuned"] = {{"weights", "encoder_weights.pt"}, {"digest", digest}, {"base_identity", base},
                                        {"tensors", bundle.encoder_weights.size()}};
   }
-  config["decoder"] = decoder_json_for_format(bundle.decoder_options, config["format_version"].get<int>());
+  config["decoder"] = decoder_options_json(bundle.decoder_options, config["format_version"].get<int>());
   config["training"] = bundle.training.is_null() ? nlohmann::json::object() : bundle.training;
   config["weights"] = "weights.pt";
   config["vocab"] = "vocab.json";

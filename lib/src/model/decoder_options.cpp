@@ -58,4 +58,16 @@ void from_json(const nlohmann::json& j, DecoderOptions& o) {
   o = r;
 }
 
+int decoder_options_format(const DecoderOptions& o) { return o.init_state == InitState::linear ? 3 : 1; }
+
+nlohmann::json decoder_options_json(const DecoderOptions& o, int format) {
+  nlohmann::json j = o;
+  if (format >= 3) return j;
+  j["doubly_stochastic_lambda"] = j.at("alpha_c");
+  j.erase("alpha_c");
+  j["init_mlp"] = o.init_state == InitState::tanh;
+  j.erase("init_state");
+  return j;
+}
+
 }  // namespace satcap

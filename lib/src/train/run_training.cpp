@@ -18,13 +18,12 @@
 #include "satcap/runtime/cpu_allocator.h"
 #include "satcap/runtime/error.h"
 #include "satcap/runtime/runtime.h"
+#include "satcap/train/checkpoint.h"
 #include "satcap/train/training_log.h"
 
 namespace fs = std::filesystem;
 
 namespace satcap {
-
-nlohmann::json read_checkpoint_meta(const fs::path& path);  // trainer.cpp
 
 namespace {
 
@@ -224,12 +223,17 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
   at::manual_seed(options.seed);
   Decoder decoder(dopts);
 
-  nlohmann::json effective = to_json(options);
-  effective["data"] = command.data;
-  effective["features"] = tuned ? std::string() : store_dir.string();
-  effective["encoder"] = encoder_identity;
-  effective["min_word_count"] = command.min_word_count;
-  effective["decoder"] = dopts;
+  // The options in force, readable again with --config; "run" says what they ran on.
+  TrainOptions in_force = options;
+  in_force.decoder = dopts;  // a resumed run keeps its checkpoint's decoder
+  nlohmann::json effective = to_json(in_force);
+  effective["run"] = {{"data", command.data},
+                      {"features", tuned ? std::string() : store_dir.string()},
+                      {"encoder", encoder_identity},
+                      {"min_word_count", command.min_word_count},
+                      {"vocab_size", dopts.vocab_size},
+                      {"feature_dim", dopts.feature_dim},
+                      {"regions", dopts.regions}};
   write_file_atomic(out / "config.effective.json", effective.dump(2) + "\n");
 
   Bundle bundle;

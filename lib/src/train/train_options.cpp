@@ -74,8 +74,11 @@ void validate(const TrainOptions& o) {
 nlohmann::json to_json(const TrainOptions& o) { return options_to_json(o, /*with_data=*/false); }
 
 TrainOptions train_options_from_json(const nlohmann::json& j, const TrainOptions& base, const std::string& source) {
+  nlohmann::json options = nest_legacy_keys(j);
+  // config.effective.json's record of what a run ran on: informative, not an option.
+  if (options.is_object() && options.contains("run") && options["run"].is_object()) options.erase("run");
   TrainOptions o = base;
-  options_from_json(nest_legacy_keys(j), o, source, ExitCode::usage, MissingFields::keep, /*allow_data=*/false);
+  options_from_json(options, o, source, ExitCode::usage, MissingFields::keep, /*allow_data=*/false);
   return o;
 }
 

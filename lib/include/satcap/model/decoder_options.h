@@ -154,4 +154,12 @@ struct DecoderOptions {
 void to_json(nlohmann::json& j, const DecoderOptions& o);
 void from_json(const nlohmann::json& j, DecoderOptions& o);
 
+// Bundles and checkpoints are written in the oldest format that holds them, so that an older satcap
+// reads what it can read correctly and refuses the rest: the oldest format whose decoder options
+// can hold `o` (3 for a linear initial state: formats 1-2 know tanh and zeros only, and their
+// readers would put tanh on it; 1 otherwise), and `o` as that format writes it (formats 1-2 name
+// alpha_c "doubly_stochastic_lambda" and init_state the flag "init_mlp").
+int decoder_options_format(const DecoderOptions& o);
+nlohmann::json decoder_options_json(const DecoderOptions& o, int format);
+
 }  // namespace satcap

@@ -121,7 +121,8 @@ nlohmann::json to_json(const TrainOptions& options);
 // naming the key and `source`). Also reads the flat keys of configs written before the decoder and
 // the validation search were nested: attention, embed_dim, attention_dim, hidden_dim, dropout,
 // alpha_c (decoder.*), val_beam_size (validation.beam_size), max_caption_length
-// (validation.max_length).
+// (validation.max_length). A top-level "run" object (config.effective.json's record of the data,
+// features and encoder a run used) is informative and skipped, so that file reads back as a config.
 TrainOptions train_options_from_json(const nlohmann::json& json, const TrainOptions& base = {},
                                      const std::string& source = "config");
 

@@ -1,3 +1,6 @@
+// The training loop: a batch generator (batches.h), a training step (step.h), a schedule
+// (schedule.h) and checkpoints (checkpoint.h), with validation by real decoding.
+//
 // Training the decoder on a prepared feature store (the encoder stays frozen: features are read,
 // never re-encoded), or with --fine-tune-encoder on the images, training the encoder's last blocks
 // too (features computed at each step; the rest of the encoder stays frozen). Adam with gradient
@@ -17,6 +20,7 @@
 
 #include "satcap/model/decoder.h"
 #include "satcap/runtime/precision.h"
+#include "satcap/train/step.h"
 #include "satcap/train/train_options.h"
 #include "satcap/train/training_data.h"
 
@@ -49,12 +53,6 @@ struct TrainHooks {
   // ended): keep the final model.
   std::function<void(Decoder& decoder, const TrainSummary& summary)> on_final;
 };
-
-// One training step's loss: the decoder's teacher-forced forward and its loss under `precision`'s
-// autocast (satcap/runtime/precision.h), the scope closed before returning, so that the caller's backward
-// runs outside it. What satcap train and the benchmark's training step both run.
-LossTerms training_loss(Decoder& decoder, const at::Tensor& features, const at::Tensor& captions,
-                        const at::Tensor& lengths, Precision precision, c10::Device device);
 
 // The training loop, on features. Trains `decoder` in place on `device`, writing into `out_dir`:
 //   checkpoint.pt     every options.checkpoint_every steps and at each epoch's end (atomically):

@@ -1,0 +1,161 @@
+#include "satcap/train/checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <torch/optim/adam.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <algorithm>
+
+#include "satcap/model/encoder.h"
+#include "satcap/model/named_tensors.h"
+#include "satcap/runtime/error.h"
+
+namespace fs = std::filesystem;
+
+namespace satcap {
+
+nlohmann::json TrainingProgress::to_json() const {
+  return {{"epoch", epoch},         {"batch", batch},
+          {"step", step},           {"lr", lr}, {"encoder_lr", encoder_lr},
+          {"best_bleu4", best_bleu4}, {"best_epoch", best_epoch},
+          {"best_scores", best_scores}, {"since_best", since_best},
+          {"early_stopped", early_stopped}, {"epochs_completed", epochs_completed},
+          {"loss_scale", loss_scale}, {"loss_scale_good_steps", loss_scale_good_steps},
+          {"skipped_steps", skipped_steps}};
+}
+
+TrainingProgress TrainingProgress::from_json(const nlohmann::json& j, const std::string& source) {
+  TrainingProgress p;
+  try {
+    p.epoch = j.at("epoch").get<int>();
+    p.batch = j.at("batch").get<int64_t>();
+    p.step = j.at("step").get<int64_t>();
+    p.lr = j.at("lr").get<double>();
+    p.encoder_lr = j.value("encoder_lr", 0.0);
+    p.best_bleu4 = j.at("best_bleu4").get<double>();
+    p.best_epoch = j.at("best_epoch").get<int>();
+    p.best_scores = j.at("best_scores").get<std::map<std::string, double>>();
+    p.since_best = j.at("since_best").get<int>();
+    p.early_stopped = j.at("early_stopped").get<bool>();
+    p.epochs_completed = j.at("epochs_completed").get<int>();
+    p.loss_scale = j.value("loss_scale", 0.0);  // absent in checkpoints of satcap before --precision
+    p.loss_scale_good_steps = j.value("loss_scale_good_steps", int64_t{0});
+    p.skipped_steps = j.value("skipped_steps", int64_t{0});
+  } catch (const nlohmann::json::exception& e) {
+    throw ModelError(source + ": malformed progress record: " + e.what());
+  }
+  return p;
+}
+
+void save_checkpoint(const fs::path& path, Decoder& decoder, TrainingStep& step, const TrainingProgress& p,
+                     const TrainingData& data, const TrainOptions& options, c10::Device device) {
+  const int format = std::max(decoder_options_format(decoder->options()), data.encoder ? 2 : 1);
+  nlohmann::json meta = {{"format_version", format},
+                         {"progress", p.to_json()},
+                         {"decoder", decoder_options_json(decoder->options(), format)},
+                         {"train_captions", data.train.size()},
+                         {"batch_size", options.batch_size},
+                         {"seed", options.seed}};
+  std::vector<std::pair<std::string, at::Tensor>> encoder_tensors;
+  if (data.encoder) {
+    encoder_tensors = data.encoder->named_trainable_parameters();
+    meta["fine_tune"] = {{"encoder", data.encoder->identity()}, {"tensors", encoder_tensors.size()}};
+  }
+  torch::serialize::OutputArchive archive;
+  archive.write("meta", c10::IValue(meta.dump()));
+  write_named_tensors(archive, *decoder, "model.");
+  torch::serialize::OutputArchive opt_archive;
+  step.optimizer().save(opt_archive);
+  archive.write("optimizer", opt_archive);
+  if (data.encoder) {
+    for (auto& [name, t] : encoder_tensors) archive.write("encoder." + name, t.detach().to(c10::kCPU));
+    torch::serialize::OutputArchive encoder_opt_archive;
+    step.encoder_optimizer()->save(encoder_opt_archive);
+    archive.write("encoder_optimizer", encoder_opt_archive);
+  }
+  archive.write("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+  if (!device.is_cpu()) archive.write("rng.device", at::globalContext().defaultGenerator(device).get_state());
+  write_archive_atomic(path, archive);
+}
+
+
+nlohmann::json read_checkpoint_meta(const fs::path& path) {
+  if (!fs::exists(path))
+    throw UsageError("--resume: " + path.string() + " does not exist (nothing to resume; drop --resume to start)");
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path.string());
+  } catch (const std::exception& e) {
+    throw ModelError(path.string() + ": not a readable satcap checkpoint (truncated or corrupt)");
+  }
+  c10::IValue meta_value;
+  if (!archive.try_read("meta", meta_value) || !meta_value.isString())
+    throw ModelError(path.string() + ": not a satcap checkpoint (no meta record)");
+  auto meta = nlohmann::json::parse(meta_value.toStringRef(), nullptr, false);
+  if (meta.is_discarded() || !meta.is_object()) throw ModelError(path.string() + ": malformed checkpoint meta record");
+  int v = meta.value("format_version", 0);
+  if (v > kCheckpointFormatVersion)
+    throw ModelError(path.string() + ": this checkpoint was written by a newer satcap (format " + std::to_string(v) +
+                     " > " + std::to_string(kCheckpointFormatVersion) + "); upgrade satcap");
+  return meta;
+}
+
+TrainingProgress load_checkpoint(const fs::path& path, Decoder& decoder, TrainingStep& step,
+                                 const TrainingData& data, const TrainOptions& options, c10::Device device) {
+  nlohmann::json meta = read_checkpoint_meta(path);
+  const bool tuned = meta.contains("fine_tune");
+  if (tuned != (data.encoder != nullptr))
+    throw UsageError("--resume: " + path.string() + " was written " + (tuned ? "with" : "without") +
+                     " --fine-tune-encoder; resume with the same options");
+  if (tuned && meta["fine_tune"].value("encoder", std::string()) != data.encoder->identity())
+    throw UsageError("--resume: " + path.string() + " fine-tuned encoder '" + meta["fine_tune"].value("encoder", std::string()) +
+                     "', the encoder now is '" + data.encoder->identity() +
+                     "'; resume with the same --encoder and --fine-tune-blocks");
+  if (meta.value("train_captions", std::size_t{0}) != data.train.size())
+    throw UsageError("--resume: " + path.string() + " was written for " +
+                     std::to_string(meta.value("train_captions", std::size_t{0})) + " training captions, the data now has " +
+                     std::to_string(data.train.size()) + "; resume with the same dataset and features");
+  if (meta.value("batch_size", 0) != options.batch_size)
+    throw UsageError("--resume: " + path.string() + " was written with batch size " +
+                     std::to_string(meta.value("batch_size", 0)) + "; resume with the same --batch (got " +
+                     std::to_string(options.batch_size) + ")");
+  if (meta.value("seed", uint64_t{0}) != options.seed)
+    throw UsageError("--resume: " + path.string() + " was written with seed " +
+                     std::to_string(meta.value("seed", uint64_t{0})) + "; resume with the same --seed");
+  torch::serialize::InputArchive archive;
+  archive.load_from(path.string(), device);
+  read_named_tensors(archive, *decoder, path.string(), "model.");
+  torch::serialize::InputArchive opt_archive;
+  if (!archive.try_read("optimizer", opt_archive)) throw ModelError(path.string() + ": optimizer state missing");
+  step.optimizer().load(opt_archive);
+  if (tuned) {
+    at::NoGradGuard no_grad;
+    for (auto& [name, target] : data.encoder->named_trainable_parameters()) {
+      at::Tensor value;
+      if (!archive.try_read("encoder." + name, value))
+        throw ModelError(path.string() + ": fine-tuned encoder tensor '" + name + "' is missing");
+      if (value.sizes() != target.sizes())
+        throw ModelError(path.string() + ": fine-tuned encoder tensor '" + name + "' has wrong shape: got " +
+                         shape_text(value.sizes()) + ", expected " + shape_text(target.sizes()));
+      target.copy_(value);
+    }
+    torch::serialize::InputArchive encoder_opt_archive;
+    if (!archive.try_read("encoder_optimizer", encoder_opt_archive))
+      throw ModelError(path.string() + ": the encoder's optimizer state is missing");
+    step.encoder_optimizer()->load(encoder_opt_archive);
+  }
+  at::Tensor rng;
+  if (!archive.try_read("rng.cpu", rng)) throw ModelError(path.string() + ": random state missing");
+  at::Generator cpu_generator = at::detail::getDefaultCPUGenerator();  // a handle on the global generator
+  cpu_generator.set_state(rng.cpu());
+  if (!device.is_cpu() && archive.try_read("rng.device", rng)) {
+    at::Generator device_generator = at::globalContext().defaultGenerator(device);
+    device_generator.set_state(rng.cpu());
+  }
+  if (!meta.contains("progress")) throw ModelError(path.string() + ": malformed: the progress record is missing");
+  return TrainingProgress::from_json(meta.at("progress"), path.string());
+}
+
+}  // namespace satcap
