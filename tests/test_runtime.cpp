@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 
+#include "satcap/runtime/abi_check.h"
 #include "satcap/runtime/error.h"
 #include "satcap/runtime/runtime.h"
 #include "test_util.h"
@@ -70,4 +71,14 @@ TEST_CASE("OpenBLAS's Prescott fallback is replaced by the CPU's kernels, and pr
     INFO(m << "x" << kk << " * " << kk << "x" << n << ": max error " << err);
     REQUIRE(err < 1e-5 * std::sqrt(static_cast<double>(kk)) * 4);
   }
+}
+
+TEST_CASE("satcap's std::filesystem is the standard library's, not a copy another library exports", "[runtime]") {
+  // The tests and the command are linked with libstdc++ first (CMakeLists.txt), so that an official
+  // LibTorch 2.x exporting its own copy (pytorch/pytorch issue 133437) cannot take these calls.
+  INFO("provider: " << filesystem_provider());
+  CHECK(filesystem_from_standard_library());
+  const auto r = run_satcap({"info"});
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("std::filesystem from libstdc++"));
 }

@@ -2,6 +2,7 @@
 #include "satcap/data/image_batch.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <algorithm>
 #include <future>

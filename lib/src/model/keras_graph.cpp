@@ -1,6 +1,7 @@
 #include "satcap/model/keras_graph.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>  // at::GradMode (LibTorch 2.x no longer brings it with ATen.h)
 
 #include <algorithm>
 #include <limits>

@@ -18,6 +18,7 @@
 
 #include "satcap/build_config.h"
 #include "satcap/runtime/cpu_allocator.h"  // release_cached_blocks
+#include "satcap/runtime/abi_check.h"
 #include "satcap/runtime/error.h"
 
 namespace satcap {
@@ -168,6 +169,9 @@ std::string build_summary() {
     out << ", OpenBLAS kernels " << k.active;
     if (k.switched) out << " (chosen by satcap: OpenBLAS fell back to " << k.detected << " on this CPU)";
   }
+  const std::string provider = filesystem_provider();
+  out << ", std::filesystem from " << (provider.empty() ? std::string("?") : std::filesystem::path(provider).filename().string());
+  if (!filesystem_from_standard_library()) out << " (NOT the C++ standard library: see satcap/runtime/abi_check.h)";
   return out.str();
 }
 
