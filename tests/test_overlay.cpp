@@ -15,6 +15,7 @@
 
 #include "satcap/data/image.h"
 #include "satcap/runtime/error.h"
+#include "satcap/viz/gallery.h"
 #include "satcap/viz/overlay.h"
 #include "test_util.h"
 

@@ -18,6 +18,7 @@
 #include "satcap/data/image.h"
 #include "satcap/runtime/error.h"
 #include "satcap/runtime/runtime.h"
+#include "satcap/viz/gallery.h"
 #include "satcap/viz/overlay.h"
 
 namespace fs = std::filesystem;
