@@ -10,7 +10,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -61,9 +60,8 @@ struct Scene {
   std::vector<std::string> captions;  // 5 different captions, lower case
 };
 
-// Fashion-MNIST images and labels (train and test sets), for objects == "fashion".
+// Fashion-MNIST images and labels (fashion_mnist.h), for objects == "fashion".
 class FashionMnist;
-std::shared_ptr<const FashionMnist> load_fashion_mnist(const std::string& folder);
 
 // Builds scene number `index` (0-based) of the data set that `options` describes. Depends only on
 // (options.seed, options.objects, options.size, index), so scenes can be made in any order or
