@@ -21,7 +21,7 @@ struct ObjectLayers {
   cv::Mat colour;  // [side, side] CV_8UC3, RGB
 };
 
-// Shape `shape` (one of scene_categories(shapes)), anti-aliased and centred, in colour `tint`
+// Shape `shape` (one of scene_categories(SceneObjects::shapes)), anti-aliased and centred, in colour `tint`
 // with a fine grain.
 ObjectLayers paint_shape(Rng& rng, const std::string& shape, int side, const cv::Vec3i& tint);
 

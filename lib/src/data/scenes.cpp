@@ -62,19 +62,14 @@ void validate(const SceneOptions& o) {
   if (o.images < 1 || o.images > 1'000'000) {
     throw UsageError("--images must be between 1 and 1000000 (got " + std::to_string(o.images) + ")");
   }
-  if (o.objects != "shapes" && o.objects != "fashion") {
-    throw UsageError("--objects must be shapes or fashion (got '" + o.objects + "')");
-  }
   if (o.size < 64 || o.size > 2048) {
     throw UsageError("--size must be between 64 and 2048 pixels (got " + std::to_string(o.size) + ")");
   }
   validate_threads(o.threads);
 }
 
-const std::vector<std::string>& scene_categories(const std::string& objects) {
-  if (objects == "shapes") return kShapes;
-  if (objects == "fashion") return kFashion;
-  throw UsageError("--objects must be shapes or fashion (got '" + objects + "')");
+const std::vector<std::string>& scene_categories(SceneObjects objects) {
+  return objects == SceneObjects::fashion ? kFashion : kShapes;
 }
 const std::vector<std::string>& scene_colours() { return kColours; }
 const std::vector<std::string>& scene_sizes() { return kSizes; }
@@ -106,7 +101,7 @@ struct Placed {
 
 Scene make_scene(const SceneOptions& options, int index, const FashionMnist* fashion) {
   const int S = options.size;
-  const bool fashion_mode = options.objects == "fashion";
+  const bool fashion_mode = options.objects == SceneObjects::fashion;
   if (fashion_mode && fashion == nullptr) throw UsageError("make_scene: fashion mode needs the Fashion-MNIST data");
   const auto& categories = scene_categories(options.objects);
   Rng rng(options.seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(index) + (fashion_mode ? 0x5EED : 0));
@@ -252,7 +247,7 @@ ScenesSummary generate_scenes(const SceneOptions& options, const std::function<v
   validate(options);
   auto start = std::chrono::steady_clock::now();
   std::shared_ptr<const FashionMnist> fashion;
-  if (options.objects == "fashion") fashion = load_fashion_mnist(options.fashion_dir);
+  if (options.objects == SceneObjects::fashion) fashion = load_fashion_mnist(options.fashion_dir);
   prepare_output(options);
   const fs::path dir(options.out_dir);
 
@@ -303,11 +298,12 @@ ScenesSummary generate_scenes(const SceneOptions& options, const std::function<v
   }
 
   const auto& categories = scene_categories(options.objects);
-  json info = {{"description", "satcap synthetic scenes (" + options.objects + ")"},
+  const std::string object_kind = enum_name(options.objects);
+  json info = {{"description", "satcap synthetic scenes (" + object_kind + ")"},
                {"format_version", kFormatVersion},
                {"generator", "satcap scenes"},
                {"seed", options.seed},
-               {"objects", options.objects},
+               {"objects", object_kind},
                {"size", options.size},
                {"images", N}};
   json images = json::array(), caption_anns = json::array(), instance_anns = json::array(), karpathy = json::array();
@@ -343,7 +339,7 @@ ScenesSummary generate_scenes(const SceneOptions& options, const std::function<v
   }
   json cats = json::array();
   for (std::size_t c = 0; c < categories.size(); ++c) {
-    cats.push_back({{"id", static_cast<int>(c) + 1}, {"name", categories[c]}, {"supercategory", options.objects == "shapes" ? "shape" : "clothing"}});
+    cats.push_back({{"id", static_cast<int>(c) + 1}, {"name", categories[c]}, {"supercategory", options.objects == SceneObjects::shapes ? "shape" : "clothing"}});
   }
   write_json(dir / "instances.json", {{"info", info}, {"images", images}, {"annotations", instance_anns}, {"categories", cats}});
   write_json(dir / "dataset.json", {{"dataset", "satcap-scenes"}, {"format_version", kFormatVersion}, {"info", info}, {"images", karpathy}});
