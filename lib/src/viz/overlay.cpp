@@ -89,8 +89,6 @@ void validate(const CaptionedImage& image) {
 }
 
 void validate(const OverlayOptions& o) {
-  if (o.style != "mask" && o.style != "heat")
-    throw UsageError("overlay style must be mask or heat (got '" + o.style + "')");
   if (!(o.opacity == -1.0 || (o.opacity >= 0.0 && o.opacity <= 1.0)))
     throw UsageError("overlay opacity must be in [0, 1] or -1 for the style's default (got " +
                      std::to_string(o.opacity) + ")");
@@ -110,7 +108,7 @@ void validate(const OverlayOptions& o) {
 
 double effective_opacity(const OverlayOptions& o) {
   if (o.opacity >= 0.0) return o.opacity;
-  return o.style == "heat" ? 0.5 : 0.8;
+  return o.style == OverlayStyle::heat ? 0.5 : 0.8;
 }
 
 cv::Mat attention_map(const std::vector<float>& alpha, int rows, int cols, cv::Size size, double sigma_cells) {
@@ -153,7 +151,7 @@ cv::Mat draw_attention(const cv::Mat& rgb, const cv::Mat& map, const OverlayOpti
   cv::Mat layer;  // CV_8UC3 RGB
   cv::Mat map8;
   map.convertTo(map8, CV_8U, 255.0);
-  if (options.style == "heat") {
+  if (options.style == OverlayStyle::heat) {
     cv::Mat bgr;
     cv::applyColorMap(map8, bgr, cv::COLORMAP_JET);
     cv::cvtColor(bgr, layer, cv::COLOR_BGR2RGB);

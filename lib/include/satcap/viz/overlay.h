@@ -15,7 +15,10 @@
 
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "satcap/runtime/option_table.h"
 
 namespace satcap {
 
@@ -49,10 +52,21 @@ struct CaptionedImage {
 // sampled neither empty nor one per word, or a sampled index outside the grid.
 void validate(const CaptionedImage& image);
 
+// How attention is drawn: mask (the paper: a grey map over the image, bright where it looked) or
+// heat (a JET colour map blended over the image).
+enum class OverlayStyle { mask, heat };
+
+template <>
+struct EnumNames<OverlayStyle> {
+  static const std::vector<std::pair<std::string, OverlayStyle>>& table() {
+    static const std::vector<std::pair<std::string, OverlayStyle>> t{{"mask", OverlayStyle::mask},
+                                                                     {"heat", OverlayStyle::heat}};
+    return t;
+  }
+};
+
 struct OverlayOptions {
-  // How attention is drawn: "mask" (the paper: a grey map over the image, bright where it looked)
-  // or "heat" (a JET colour map blended over the image).
-  std::string style = "mask";
+  OverlayStyle style = OverlayStyle::mask;
   // Weight of the map over the image, in [0, 1]; -1 = the style's default (mask 0.8 as in the
   // paper's notebook, heat 0.5).
   double opacity = -1.0;
@@ -76,7 +90,7 @@ struct OverlayOptions {
   double video_seconds_per_word = 1.0;
 };
 
-// Throws UsageError naming the option ("overlay style must be mask or heat (got 'x')").
+// Throws UsageError naming the option ("overlay opacity must be in [0, 1] or -1 ... (got 1.5)").
 void validate(const OverlayOptions& options);
 
 // The opacity actually used (resolves -1 to the style's default).
