@@ -11,9 +11,10 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include <map>
+#include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -22,12 +23,23 @@
 
 namespace satcap::app {
 
-// --name VALUE for an enum with EnumNames: checked against its names, the default shown by name.
+// --name VALUE for an enum with EnumNames: one of its names (a number is not taken), the default
+// shown by name. Help and errors read as CLI::IsMember's over the names, in the table's order
+// ("TEXT:{soft,hard}=soft", "--attention: medium not in {soft,hard}").
 template <typename E>
 CLI::Option* add_enum_option(CLI::App& app, const std::string& name, E& member, const std::string& help) {
-  std::map<std::string, E> names;
-  for (const auto& [n, v] : EnumNames<E>::table()) names.emplace(n, v);
-  return app.add_option(name, member, help)->transform(CLI::CheckedTransformer(names))->default_str(enum_name(member));
+  std::string names;
+  for (const auto& entry : EnumNames<E>::table()) names += (names.empty() ? "{" : ",") + entry.first;
+  names += "}";
+  CLI::Validator to_value(
+      [names](std::string& input) -> std::string {
+        const std::optional<E> value = enum_from_name<E>(input);
+        if (!value) return input + " not in " + names;
+        input = std::to_string(static_cast<std::underlying_type_t<E>>(*value));  // what CLI11 converts to E
+        return {};
+      },
+      names);
+  return app.add_option(name, member, help)->transform(to_value)->type_name("TEXT")->default_str(enum_name(member));
 }
 
 class OptionBinder {

@@ -25,6 +25,7 @@
 #include "satcap/model/bundle.h"
 #include "satcap/model/encoder.h"
 #include "satcap/model/vocab.h"
+#include "satcap/viz/gallery.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

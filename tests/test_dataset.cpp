@@ -58,7 +58,7 @@ bool has_warning(const Dataset& d, const std::string& part) {
 TEST_CASE("COCO captions: images, captions, tokens, detected image root", "[data]") {
   fs::path dir = coco_folder("data_coco");
   Dataset d = load_dataset(dir.string());
-  CHECK(d.format == "coco");
+  CHECK(d.format == DatasetFormat::coco);
   CHECK(d.image_root == dir / "images");
   REQUIRE(d.images.size() == 2);
   const ImageEntry* a = d.find(1);
@@ -95,7 +95,7 @@ TEST_CASE("COCO captions are read entry by entry, whichever array comes first", 
   REQUIRE(read_text_file(a / "captions.json").find("\"annotations\"") < read_text_file(a / "captions.json").find("\"images\""));
   const Dataset da = load_dataset(a.string());
   const Dataset db = load_dataset(b.string());
-  CHECK(db.format == "coco");
+  CHECK(db.format == DatasetFormat::coco);
   REQUIRE(da.images.size() == db.images.size());
   for (std::size_t i = 0; i < da.images.size(); ++i) {
     CHECK(da.images[i].id == db.images[i].id);
@@ -112,10 +112,10 @@ TEST_CASE("COCO captions are read entry by entry, whichever array comes first", 
   CHECK(has_warning(load_dataset(coco_folder("data_order_c", unknown).string()), "annotations[3]: image_id 99"));
   // Missing arrays and a top level that is not an object are named.
   write_text_file(b / "captions.json", "{\"images\": " + j["images"].dump() + "}");
-  CHECK_THAT(error_of((b / "captions.json").string(), [] { DatasetOptions o; o.format = "coco"; return o; }()),
+  CHECK_THAT(error_of((b / "captions.json").string(), [] { DatasetOptions o; o.format = DatasetFormat::coco; return o; }()),
              Catch::Contains("top level: 'annotations' is missing"));
   write_text_file(b / "captions.json", "[{\"images\": []}]");
-  CHECK_THAT(error_of((b / "captions.json").string(), [] { DatasetOptions o; o.format = "coco"; return o; }()),
+  CHECK_THAT(error_of((b / "captions.json").string(), [] { DatasetOptions o; o.format = DatasetFormat::coco; return o; }()),
              Catch::Contains("top level: is an array, expected an object"));
 }
 
@@ -133,7 +133,7 @@ TEST_CASE("Karpathy split file: splits, restval, filepath, ids", "[data]") {
             {"sentences", {{{"tokens", {"two", "birds"}}}}}}}}};  // no raw: joined tokens
   write_text_file(dir / "dataset_coco.json", j.dump());
   Dataset d = load_dataset(dir.string());
-  CHECK(d.format == "karpathy");
+  CHECK(d.format == DatasetFormat::karpathy);
   REQUIRE(d.images.size() == 3);
   CHECK(d.find(7)->split == "test");
   CHECK(d.find(7)->key == "val2014/x.png");
@@ -179,7 +179,7 @@ TEST_CASE("Flickr8k token file with split lists", "[data]") {
   write_text_file(text / "Flickr_8k.devImages.txt", "q.jpg\n");
   write_text_file(text / "Flickr_8k.testImages.txt", "r.jpg\n");
   Dataset d = load_dataset(text.string());
-  CHECK(d.format == "flickr8k");
+  CHECK(d.format == DatasetFormat::flickr8k);
   CHECK(d.image_root == dir / "Flicker8k_Dataset");
   REQUIRE(d.images.size() == 3);
   CHECK(d.images[0].key == "p.jpg");
@@ -205,7 +205,7 @@ TEST_CASE("Malformed JSON names the file and the byte", "[data]") {
   std::string e = error_of(dir.string());
   CHECK_THAT(e, Catch::Contains("captions.json") && Catch::Contains("malformed JSON at byte"));
   write_text_file(dir / "captions.json", "");
-  CHECK_THAT(error_of((dir / "captions.json").string(), [] { DatasetOptions o; o.format = "coco"; return o; }()),
+  CHECK_THAT(error_of((dir / "captions.json").string(), [] { DatasetOptions o; o.format = DatasetFormat::coco; return o; }()),
              Catch::Contains("malformed JSON"));
   // JSON is UTF-8 by definition: an invalid byte inside a caption is a parse error with its position.
   std::string bad = coco_json().dump();
@@ -299,16 +299,14 @@ TEST_CASE("Format detection and bad paths", "[data]") {
   fs::path empty = fresh_temp_dir("data_detect_empty");
   CHECK_THAT(error_of(empty.string()), Catch::Contains("no dataset found"));
   CHECK_THAT(error_of((empty / "nope.json").string()), Catch::Contains("no such file"));
-  DatasetOptions o;
-  o.format = "xml";
-  CHECK_THROWS_AS(load_dataset(empty.string(), o), UsageError);
+  CHECK_THROWS_AS(parse_enum<DatasetFormat>("xml", "--format"), UsageError);
   // A COCO layout: annotations/captions_val2014.json and val2014/.
   fs::path coco = fresh_temp_dir("data_detect_coco");
   write_image(coco / "val2014/a.png");
   write_image(coco / "val2014/b.png");
   write_text_file(coco / "annotations/captions_val2014.json", coco_json().dump());
   Dataset d = load_dataset(coco.string());
-  CHECK(d.format == "coco");
+  CHECK(d.format == DatasetFormat::coco);
   CHECK(d.image_root == coco / "val2014");
   CHECK(d.images[0].split == "val");
   CHECK(d.warnings.empty());

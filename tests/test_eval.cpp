@@ -75,7 +75,7 @@ fs::path random_bundle() {
     at::NoGradGuard no_grad;
     at::Tensor bias = b.decoder->out_vocab->bias;  // [V]
     bias[Vocabulary::end_id] = -30.0;
-    for (const auto& shape : scene_categories("shapes"))
+    for (const auto& shape : scene_categories(SceneObjects::shapes))
       if (b.vocab.contains(shape)) bias[b.vocab.id(shape)] += 2.0;
   }
   b.training = {{"note", "random weights, made by tests/test_eval.cpp"}};

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "satcap/eval/metrics.h"
+#include "satcap/eval/ptb_tokenizer.h"
 #include "satcap/runtime/error.h"
 #include "test_util.h"
 

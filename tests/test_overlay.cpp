@@ -15,6 +15,7 @@
 
 #include "satcap/data/image.h"
 #include "satcap/runtime/error.h"
+#include "satcap/viz/gallery.h"
 #include "satcap/viz/overlay.h"
 #include "test_util.h"
 
@@ -179,7 +180,7 @@ TEST_CASE("the mask style is bright where attended and dark elsewhere; heat is c
   cv::Mat g = grey_image(224, 224);
   cv::Mat m = draw_attention(g, map, mask);
   OverlayOptions heat;
-  heat.style = "heat";
+  heat.style = OverlayStyle::heat;
   cv::Mat h = draw_attention(g, map, heat);
   cv::Vec3b mp = m.at<cv::Vec3b>(at), hp = h.at<cv::Vec3b>(at), hf = h.at<cv::Vec3b>(0, 0);
   REQUIRE((mp[0] == mp[1] && mp[1] == mp[2]));
@@ -192,9 +193,8 @@ TEST_CASE("the mask style is bright where attended and dark elsewhere; heat is c
 TEST_CASE("overlay options and captioned images are validated", "[overlay]") {
   OverlayOptions o;
   REQUIRE_NOTHROW(validate(o));
-  o.style = "glow";
-  REQUIRE_THROWS_WITH(validate(o), Catch::Contains("glow"));
-  REQUIRE_THROWS_AS(validate(o), UsageError);
+  REQUIRE_THROWS_WITH(parse_enum<OverlayStyle>("glow", "overlay style"), Catch::Contains("glow"));
+  REQUIRE_THROWS_AS(parse_enum<OverlayStyle>("glow", "overlay style"), UsageError);
   o = {};
   o.opacity = 1.5;
   REQUIRE_THROWS_AS(validate(o), UsageError);
@@ -354,7 +354,7 @@ TEST_CASE("the gallery page renders in headless Chromium with every picture load
   RenderedOverlays r = render_overlays(dog, opts);
   write_overlays(dog, r, dir / "dog", opts);
   OverlayOptions heat;
-  heat.style = "heat";
+  heat.style = OverlayStyle::heat;
   write_overlays(dog, dir / "dog_heat", heat);
 
   // A second entry with hostile text everywhere.

@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "satcap/eval/metrics.h"
+#include "satcap/eval/ptb_tokenizer.h"
 
 using satcap::ptb_tokenize;
 

@@ -27,7 +27,7 @@ namespace {
 
 const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 
-SceneOptions options_for(const fs::path& dir, int images, std::uint64_t seed, const std::string& objects = "shapes") {
+SceneOptions options_for(const fs::path& dir, int images, std::uint64_t seed, SceneObjects objects = SceneObjects::shapes) {
   SceneOptions o;
   o.out_dir = dir.string();
   o.images = images;
@@ -86,7 +86,7 @@ bool starts_with(const std::vector<std::string>& t, std::size_t at, const std::v
 // word names an object of the image, with its colour before it and its size before that (or
 // after, "that is small"); relation words between two mentions agree with the box centres;
 // position words agree with the thirds of the image. Returns the indices of the objects named.
-std::set<int> check_caption(const std::string& caption, const std::vector<Truth>& objs, int S, const std::string& kind) {
+std::set<int> check_caption(const std::string& caption, const std::vector<Truth>& objs, int S, SceneObjects kind) {
   INFO("caption: " << caption);
   const auto& categories = scene_categories(kind);
   const auto& colours = scene_colours();
@@ -169,7 +169,7 @@ int linf(const cv::Vec3b& a, const cv::Vec3b& b) {
 }
 
 // The captions, instances and images of a generated folder, checked against each other.
-void check_dataset(const fs::path& dir, int N, int S, const std::string& kind) {
+void check_dataset(const fs::path& dir, int N, int S, SceneObjects kind) {
   json captions = load_json(dir / "captions.json");
   json instances = load_json(dir / "instances.json");
   json karpathy = load_json(dir / "dataset.json");
@@ -263,11 +263,11 @@ void check_dataset(const fs::path& dir, int N, int S, const std::string& kind) {
       }
       int side = std::max(o.box.width, o.box.height);
       if (o.size == "small") REQUIRE(side <= 0.23 * S);
-      if (kind == "shapes" && o.size == "large") REQUIRE(side >= 0.26 * S);
+      if (kind == SceneObjects::shapes && o.size == "large") REQUIRE(side >= 0.26 * S);
       // The box holds the named colour (shapes: flat colour; fashion: colour times a shade).
       cv::Vec3b named = scene_colour_rgb(o.colour);
       std::vector<cv::Vec3b> targets;
-      for (double shade : kind == "shapes" ? std::vector<double>{1.0} : std::vector<double>{0.7, 0.8, 0.9, 1.0}) {
+      for (double shade : kind == SceneObjects::shapes ? std::vector<double>{1.0} : std::vector<double>{0.7, 0.8, 0.9, 1.0}) {
         targets.emplace_back(cv::saturate_cast<uchar>(named[0] * shade), cv::saturate_cast<uchar>(named[1] * shade),
                              cv::saturate_cast<uchar>(named[2] * shade));
       }
@@ -286,13 +286,13 @@ void check_dataset(const fs::path& dir, int N, int S, const std::string& kind) {
       }
       double fraction = static_cast<double>(close) / o.box.area();
       INFO(o.size << " " << o.colour << " " << o.category << " at " << o.box << ": " << fraction);
-      REQUIRE(fraction >= (kind == "shapes" ? 0.3 : 0.15));
-      if (kind == "shapes") {  // the box is tight: the colour reaches each of its four sides
+      REQUIRE(fraction >= (kind == SceneObjects::shapes ? 0.3 : 0.15));
+      if (kind == SceneObjects::shapes) {  // the box is tight: the colour reaches each of its four sides
         for (int e : edge_hits) REQUIRE(e > 0);
       }
     }
     // Away from the boxes lies only background: no pixel of a named colour there.
-    if (kind == "shapes") {
+    if (kind == SceneObjects::shapes) {
       int stray = 0, outside = 0;
       for (int y = 0; y < S; ++y) {
         for (int x = 0; x < S; ++x) {
@@ -329,8 +329,7 @@ TEST_CASE("scene options are validated", "[scenes]") {
   REQUIRE_NOTHROW(validate(o));
   o.images = 0;
   REQUIRE_THROWS_WITH(validate(o), Catch::Contains("--images"));
-  o = options_for("x", 10, 1, "cats");
-  REQUIRE_THROWS_WITH(validate(o), Catch::Contains("--objects"));
+  REQUIRE_THROWS_WITH(parse_enum<SceneObjects>("cats", "--objects"), Catch::Contains("--objects"));
   o = options_for("x", 10, 1);
   o.size = 16;
   REQUIRE_THROWS_WITH(validate(o), Catch::Contains("--size"));
@@ -369,7 +368,7 @@ TEST_CASE("shape scenes: boxes, colours, captions and the three files agree", "[
   auto summary = generate_scenes(options_for(dir, 60, 7));
   REQUIRE(summary.images == 60);
   REQUIRE(summary.captions == 300);
-  check_dataset(dir, 60, 224, "shapes");
+  check_dataset(dir, 60, 224, SceneObjects::shapes);
 }
 
 TEST_CASE("shape scenes at another size", "[scenes]") {
@@ -377,7 +376,7 @@ TEST_CASE("shape scenes at another size", "[scenes]") {
   SceneOptions o = options_for(dir, 10, 5);
   o.size = 96;
   generate_scenes(o);
-  check_dataset(dir, 10, 96, "shapes");
+  check_dataset(dir, 10, 96, SceneObjects::shapes);
 }
 
 TEST_CASE("fashion scenes paste Fashion-MNIST items, named by their label", "[scenes]") {
@@ -386,8 +385,8 @@ TEST_CASE("fashion scenes paste Fashion-MNIST items, named by their label", "[sc
     return;
   }
   fs::path dir = fresh_temp_dir("scenes_fashion") / "data";
-  generate_scenes(options_for(dir, 20, 3, "fashion"));
-  check_dataset(dir, 20, 224, "fashion");
+  generate_scenes(options_for(dir, 20, 3, SceneObjects::fashion));
+  check_dataset(dir, 20, 224, SceneObjects::fashion);
 }
 
 TEST_CASE("the scenes command refuses bad options and a non-empty folder, and --force replaces", "[scenes]") {

@@ -18,6 +18,7 @@
 #include "satcap/data/image.h"
 #include "satcap/runtime/error.h"
 #include "satcap/runtime/runtime.h"
+#include "satcap/viz/gallery.h"
 #include "satcap/viz/overlay.h"
 
 namespace fs = std::filesystem;
@@ -27,8 +28,6 @@ namespace satcap {
 void validate(const CaptionRunOptions& o) {
   validate(o.captioner);
   if (o.inputs.empty()) throw UsageError("caption: give at least one image, folder or list file");
-  if (o.format != "text" && o.format != "json" && o.format != "coco")
-    throw UsageError("--format must be text, json or coco (got '" + o.format + "')");
   validate(o.overlay);
   if (o.overlay.write_video && o.overlay_dir.empty()) throw UsageError("--video needs --overlay-dir (the video is written there)");
   if (o.samples && (o.samples_per_word < 1 || o.samples_per_word > 1000))
@@ -173,7 +172,7 @@ int run_caption(const CaptionRunOptions& options_in, std::ostream& out, std::ost
   const bool keep_images = overlays || gallery != nullptr;
   std::set<std::string> used_dirs;
   bool first = true;
-  if (options.format != "text") sink_out.write("[");
+  if (options.format != CaptionFormat::text) sink_out.write("[");
   auto sink = [&](ImageCaption& r) {
     if (!r.ok()) {
       err << "error: " << r.error << "\n";
@@ -194,7 +193,7 @@ int run_caption(const CaptionRunOptions& options_in, std::ostream& out, std::ost
       if (gallery) gallery->add(make_gallery_entry(ci, rendered));
     }
     const std::string image = r.path.string();
-    if (options.format == "text") {
+    if (options.format == CaptionFormat::text) {
       std::string line = text_field(image) + "\t" + r.caption() + "\n";
       if (options.captioner.search.alternatives > 1) {
         line += "  1\t" + format_score(r.score) + "\t" + r.caption() + "\n";
@@ -206,7 +205,7 @@ int run_caption(const CaptionRunOptions& options_in, std::ostream& out, std::ost
       return;
     }
     nlohmann::json j;
-    if (options.format == "coco") {
+    if (options.format == CaptionFormat::coco) {
       auto id = coco_image_id(r.path);
       j["image_id"] = id ? *id : static_cast<std::int64_t>(r.index);
       j["caption"] = r.caption();
@@ -235,7 +234,7 @@ int run_caption(const CaptionRunOptions& options_in, std::ostream& out, std::ost
     if (!options.quiet && total > static_cast<std::size_t>(options.captioner.batch_size)) err << "satcap caption: " << done << "/" << total << " images\n";
   };
   Captioner::FileSummary summary = captioner.caption_files(paths, sink, keep_images, progress);
-  if (options.format != "text") sink_out.write(first ? "]\n" : "\n]\n");
+  if (options.format != CaptionFormat::text) sink_out.write(first ? "]\n" : "\n]\n");
   sink_out.finish();
   if (gallery) gallery->finish();
 

@@ -8,22 +8,36 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "satcap/decode/captioner.h"
+#include "satcap/runtime/option_table.h"
 #include "satcap/viz/overlay.h"
 
 namespace satcap {
+
+// The captions' output format: text (PATH<TAB>caption per line; alternatives as indented lines
+// "  RANK<TAB>SCORE<TAB>caption"), json (one array, an object per image with words, attention rows
+// and grid) or coco ([{"image_id", "caption"}], image_id from the file name, see coco_image_id).
+enum class CaptionFormat { text, json, coco };
+
+template <>
+struct EnumNames<CaptionFormat> {
+  static const std::vector<std::pair<std::string, CaptionFormat>>& table() {
+    static const std::vector<std::pair<std::string, CaptionFormat>> t{
+        {"text", CaptionFormat::text}, {"json", CaptionFormat::json}, {"coco", CaptionFormat::coco}};
+    return t;
+  }
+};
 
 struct CaptionRunOptions {
   // Image files, folders (searched recursively) and list files (.txt/.lst), see expand_image_inputs.
   std::vector<std::string> inputs;
   // The model and the search.
   CaptionerOptions captioner;
-  // Output format: "text" (PATH<TAB>caption per line; alternatives as indented lines "  SCORE<TAB>caption"),
-  // "json" (one array, an object per image with words, attention rows and grid) or "coco"
-  // ([{"image_id", "caption"}], image_id from the file name, see coco_image_id).
-  std::string format = "text";
+  // Output format.
+  CaptionFormat format = CaptionFormat::text;
   // Write the captions to this file (atomically) instead of stdout ("" = stdout).
   std::string out;
   // Per image, a subfolder of this folder with one overlay PNG per word and the figure ("" = none).

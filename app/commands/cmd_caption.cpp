@@ -28,18 +28,14 @@ const CommandRegistration registration{
       sub.add_option("--seed", c.seed, "Seed of the random draws (--hard-decode sample, --samples)")->capture_default_str();
       add_enum_option(sub, "--precision", c.precision,
                       "Encoder and search under autocast: fp32, bf16 or fp16 (fp16: CUDA only; bf16 on the CPU is slower)");
-      sub.add_option("--format", opts->format,
-                     "Output: text (PATH<TAB>caption), json (words, attention rows, grid, scores) or coco "
-                     "([{image_id, caption}], image_id = last number in the file name, else the input position from 0)")
-          ->capture_default_str()
-          ->check(CLI::IsMember({"text", "json", "coco"}));
+      add_enum_option(sub, "--format", opts->format,
+                      "Output: text (PATH<TAB>caption), json (words, attention rows, grid, scores) or coco "
+                      "([{image_id, caption}], image_id = last number in the file name, else the input position from 0)");
       sub.add_option("--out", opts->out, "Write the captions to this file (atomically) instead of stdout");
       sub.add_option("--overlay-dir", opts->overlay_dir,
                      "Write per image a subfolder (named after the image) with one overlay PNG per word and figure.png");
-      sub.add_option("--overlay-style", opts->overlay.style,
-                     "mask (the paper: bright where the model looked) or heat (colour map)")
-          ->capture_default_str()
-          ->check(CLI::IsMember({"mask", "heat"}));
+      add_enum_option(sub, "--overlay-style", opts->overlay.style,
+                      "mask (the paper: bright where the model looked) or heat (colour map)");
       sub.add_flag("--video", opts->overlay.write_video, "Also write words.avi (MJPEG) per image into --overlay-dir");
       sub.add_flag("--samples", opts->samples,
                    "Draw attention samples s_t ~ alpha_t per word (the paper's hard-attention figures): marked on the "

@@ -40,9 +40,7 @@ const CommandRegistration registration{
                    "command line still win)");
       c->scenes = sub.add_option("--scenes", o.scenes_images, "Scenes generated when no --data is given")
                       ->capture_default_str();
-      sub.add_option("--objects", o.scenes_objects, "Scene objects: shapes or fashion")
-          ->capture_default_str()
-          ->check(CLI::IsMember({"shapes", "fashion"}));
+      add_enum_option(sub, "--objects", o.scenes_objects, "Scene objects: shapes or fashion");
       sub.add_option("--scenes-seed", o.scenes_seed, "Seed of the generated scenes")->capture_default_str();
       sub.add_option("--encoder", o.encoder, "Encoder of the shared feature store")->capture_default_str();
       sub.add_option("--config", c->config, "JSON file of training options for both runs (keys as satcap train's "

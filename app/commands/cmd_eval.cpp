@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "eval/metrics_table.h"
 #include "options_cli.h"
 #include "satcap/eval/evaluate.h"
 #include "satcap/runtime/error.h"

@@ -16,6 +16,9 @@ struct PrepareCommandOptions {
   std::string data;        // dataset file or folder
   std::string out;         // feature store folder
   DatasetOptions dataset;
+  // --format by name: parsed into dataset.format once the command runs (after the prepare
+  // options are checked), as the library's check of it was before.
+  std::string format = enum_name(DatasetOptions{}.format);
   EncoderOptions encoder;
   PrepareOptions prepare;
 };
@@ -33,7 +36,7 @@ const CommandRegistration registration{
       sub.add_flag("--fp16", o->prepare.fp16, "Store features as float16 (half the disk)")->capture_default_str();
       sub.add_option("--batch", o->prepare.batch_size, "Images per encoder batch")->capture_default_str();
       sub.add_option("--split", o->prepare.split, "Split to prepare (train, val, test, ... or all)")->capture_default_str();
-      sub.add_option("--format", o->dataset.format, "Dataset format: auto, coco, karpathy or flickr8k")->capture_default_str();
+      sub.add_option("--format", o->format, "Dataset format: auto, coco, karpathy or flickr8k")->capture_default_str();
       sub.add_option("--images", o->dataset.image_root, "Image root folder (\"\" = detected beside the dataset file)")
           ->capture_default_str();
       sub.add_option("--split-file", o->dataset.split_file, "Karpathy split file giving COCO images their split")
@@ -43,6 +46,7 @@ const CommandRegistration registration{
       return [o] {
         const bool quiet = global_options().quiet;
         validate(o->prepare);
+        o->dataset.format = parse_enum<DatasetFormat>(o->format, "--format");
         o->dataset.strict = o->prepare.strict;
         Dataset dataset = load_dataset(o->data, o->dataset);
         for (const auto& w : dataset.warnings) std::cerr << "warning: " << w << "\n";

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "command.h"
+#include "options_cli.h"
 #include "satcap/data/scenes.h"
 
 namespace satcap::app {
@@ -16,9 +17,7 @@ const CommandRegistration registration{
           ->required();
       sub.add_option("--images", opts->images, "Number of images")->capture_default_str();
       sub.add_option("--seed", opts->seed, "Random seed (same seed, same bytes)")->capture_default_str();
-      sub.add_option("--objects", opts->objects, "Object kind: shapes or fashion")
-          ->capture_default_str()
-          ->check(CLI::IsMember({"shapes", "fashion"}));
+      add_enum_option(sub, "--objects", opts->objects, "Object kind: shapes or fashion");
       sub.add_option("--size", opts->size, "Image width and height in pixels")->capture_default_str();
       sub.add_option("--fashion-dir", opts->fashion_dir, "Folder with Fashion-MNIST's *-idx*-ubyte.gz files")
           ->capture_default_str();

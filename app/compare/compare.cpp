@@ -34,8 +34,6 @@ void validate(const CompareOptions& o) {
   if (o.out.empty()) bad("--out must name a folder");
   if (o.data.empty() && o.scenes_images < 10)
     bad("--scenes must be at least 10 (one image in ten is a test image; got " + std::to_string(o.scenes_images) + ")");
-  if (o.scenes_objects != "shapes" && o.scenes_objects != "fashion")
-    bad("--objects must be shapes or fashion (got '" + o.scenes_objects + "')");
   if (o.encoder.empty()) bad("--encoder must not be empty");
   if (o.min_word_count < 1) bad("--min-word-count must be at least 1 (got " + std::to_string(o.min_word_count) + ")");
   o.search.validate("--");

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "attention_runs.h"
+#include "satcap/data/scenes.h"
 #include "satcap/decode/search_options.h"
 
 namespace satcap {
@@ -33,8 +34,8 @@ struct CompareOptions {
   std::string out = "compare";
   // Scenes to generate when no dataset is given.
   int scenes_images = 2000;
-  // Scene objects: "shapes" or "fashion".
-  std::string scenes_objects = "shapes";
+  // Scene objects.
+  SceneObjects scenes_objects = SceneObjects::shapes;
   // Seed of the generated scenes.
   std::uint64_t scenes_seed = 1;
   // Encoder of the shared feature store (embedded name or TorchScript file).

@@ -45,13 +45,6 @@ bool is_valid_utf8(const std::string& text) {
 
 std::vector<std::string> Caption::tokens() const { return tokenize_caption(raw); }
 
-void validate(const DatasetOptions& options) {
-  static const std::set<std::string> formats{"auto", "coco", "karpathy", "flickr8k"};
-  if (!formats.count(options.format)) {
-    throw UsageError("--format must be auto, coco, karpathy or flickr8k (got '" + options.format + "')");
-  }
-}
-
 std::vector<const ImageEntry*> Dataset::split(const std::string& name) const {
   std::vector<const ImageEntry*> out;
   for (const auto& image : images) {
@@ -270,7 +263,7 @@ void require_array(const detail::StreamedJson& streamed, std::size_t reader, con
 Dataset load_karpathy(const fs::path& file, const DatasetOptions& options) {
   const std::string name = file.string();
   Dataset d;
-  d.format = "karpathy";
+  d.format = DatasetFormat::karpathy;
   auto candidates = standard_candidates(file);
   for (const char* f : {"Flicker8k_Dataset", "Flickr8k_Dataset", "flickr30k-images"}) candidates.push_back(folder_of(file) / f);
   std::optional<PathGuard> guard;  // chosen at the first image (its file is the probe)
@@ -335,7 +328,7 @@ Dataset load_karpathy(const fs::path& file, const DatasetOptions& options) {
 Dataset load_coco(const fs::path& file, const DatasetOptions& options, const fs::path* root_hint = nullptr) {
   const std::string name = file.string();
   Dataset d;
-  d.format = "coco";
+  d.format = DatasetFormat::coco;
   std::optional<PathGuard> guard;  // chosen at the first image (its file is the probe)
   auto choose = [&](const std::string& probe) {
     if (root_hint) {
@@ -447,7 +440,7 @@ Dataset load_flickr8k(const fs::path& file, const DatasetOptions& options) {
   const std::string name = file.string();
   std::vector<std::string> lines = read_lines(file);
   Dataset d;
-  d.format = "flickr8k";
+  d.format = DatasetFormat::flickr8k;
   struct Row { std::string image; std::string caption; std::size_t line; };
   std::vector<Row> rows;
   std::set<std::string> seen_ids;
@@ -516,18 +509,18 @@ Dataset load_flickr8k(const fs::path& file, const DatasetOptions& options) {
 
 // ---- detection --------------------------------------------------------------------------------
 
-std::string detect_file_format(const fs::path& file) {
-  if (file.extension() == ".txt") return "flickr8k";
+DatasetFormat detect_file_format(const fs::path& file) {
+  if (file.extension() == ".txt") return DatasetFormat::flickr8k;
   // Read until the first entry that tells (thrown out of the parse), not through the whole file.
-  struct Detected { std::string format; };
+  struct Detected { DatasetFormat format; };
   auto on_image = [](std::size_t, const json& e) {
-    if (e.is_object() && e.contains("sentences")) throw Detected{"karpathy"};
-    if (e.is_object() && e.contains("file_name")) throw Detected{"coco"};
+    if (e.is_object() && e.contains("sentences")) throw Detected{DatasetFormat::karpathy};
+    if (e.is_object() && e.contains("file_name")) throw Detected{DatasetFormat::coco};
   };
-  auto on_annotation = [](std::size_t, const json&) { throw Detected{"coco"}; };
+  auto on_annotation = [](std::size_t, const json&) { throw Detected{DatasetFormat::coco}; };
   try {
     const auto streamed = detail::stream_json_arrays(file, {{"images", on_image}, {"annotations", on_annotation}});
-    if (streamed.rest.is_object() && streamed.rest.contains("annotations")) return "coco";
+    if (streamed.rest.is_object() && streamed.rest.contains("annotations")) return DatasetFormat::coco;
   } catch (const Detected& d) {
     return d.format;
   }
@@ -538,12 +531,11 @@ std::string detect_file_format(const fs::path& file) {
 }  // namespace
 
 Dataset load_dataset(const std::string& path_string, const DatasetOptions& options) {
-  validate(options);
   fs::path path(path_string);
   std::error_code ec;
   if (!fs::exists(path, ec)) throw InputError(path_string + ": no such file or folder");
   std::vector<fs::path> files;
-  std::string format = options.format;
+  DatasetFormat format = options.format;
   if (fs::is_directory(path, ec)) {
     auto first = [&](const std::vector<fs::path>& names) -> fs::path {
       for (const auto& n : names) if (fs::is_regular_file(path / n, ec)) return path / n;
@@ -562,30 +554,31 @@ Dataset load_dataset(const std::string& path_string, const DatasetOptions& optio
       std::sort(found.begin(), found.end());
       return found;
     };
+    auto may_be = [&](DatasetFormat f) { return format == DatasetFormat::detect || format == f; };
     fs::path f;
-    if ((format == "auto" || format == "karpathy") && !(f = first({"dataset.json"})).empty()) {
-      files = {f}; format = "karpathy";
-    } else if ((format == "auto" || format == "karpathy") && !glob(path, "dataset_", ".json").empty()) {
-      files = {glob(path, "dataset_", ".json").front()}; format = "karpathy";
-    } else if ((format == "auto" || format == "coco") && !(f = first({"captions.json"})).empty()) {
-      files = {f}; format = "coco";
-    } else if ((format == "auto" || format == "coco") && !glob(path / "annotations", "captions_", ".json").empty()) {
-      files = glob(path / "annotations", "captions_", ".json"); format = "coco";
-    } else if ((format == "auto" || format == "flickr8k") && !glob(path, "", ".token.txt").empty()) {
-      files = {glob(path, "", ".token.txt").front()}; format = "flickr8k";
+    if (may_be(DatasetFormat::karpathy) && !(f = first({"dataset.json"})).empty()) {
+      files = {f}; format = DatasetFormat::karpathy;
+    } else if (may_be(DatasetFormat::karpathy) && !glob(path, "dataset_", ".json").empty()) {
+      files = {glob(path, "dataset_", ".json").front()}; format = DatasetFormat::karpathy;
+    } else if (may_be(DatasetFormat::coco) && !(f = first({"captions.json"})).empty()) {
+      files = {f}; format = DatasetFormat::coco;
+    } else if (may_be(DatasetFormat::coco) && !glob(path / "annotations", "captions_", ".json").empty()) {
+      files = glob(path / "annotations", "captions_", ".json"); format = DatasetFormat::coco;
+    } else if (may_be(DatasetFormat::flickr8k) && !glob(path, "", ".token.txt").empty()) {
+      files = {glob(path, "", ".token.txt").front()}; format = DatasetFormat::flickr8k;
     } else {
       throw InputError(path_string + ": no dataset found in this folder (looked for dataset.json, dataset_*.json, captions.json, "
                        "annotations/captions_*.json, *.token.txt)");
     }
   } else {
     files = {path};
-    if (format == "auto") format = detect_file_format(path);
+    if (format == DatasetFormat::detect) format = detect_file_format(path);
   }
 
   Dataset d;
-  if (format == "karpathy") {
+  if (format == DatasetFormat::karpathy) {
     d = load_karpathy(files.front(), options);
-  } else if (format == "flickr8k") {
+  } else if (format == DatasetFormat::flickr8k) {
     d = load_flickr8k(files.front(), options);
   } else {
     // Several COCO caption files (train2014 + val2014) are merged; each keeps its own image root

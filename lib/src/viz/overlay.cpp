@@ -1,8 +1,9 @@
+// Drawing where each word looked (see overlay.h): the attention map of each word upsampled and
+// blurred over the image (mask or heat), the word's label, the sampled regions of hard attention,
+// the figure of all words in tiles, and the files of one image (one PNG per word, figure.png,
+// words.avi). The HTML gallery is in gallery.cpp.
 #include "satcap/viz/overlay.h"
 
-#include "satcap/runtime/atomic_file.h"
-
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <opencv2/imgcodecs.hpp>
@@ -11,46 +12,19 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <iomanip>
 #include <sstream>
 #include <stdexcept>
 
+#include "satcap/runtime/atomic_file.h"
 #include "satcap/runtime/error.h"
+#include "viz/output_files.h"
 
 namespace fs = std::filesystem;
 
 namespace satcap {
 namespace {
-
-std::string errno_text(int err) { return std::strerror(err); }
-
-void ensure_directory(const fs::path& dir) {
-  std::error_code ec;
-  if (dir.empty()) return;
-  fs::create_directories(dir, ec);
-  if (ec) throw OutputError(dir.string() + ": cannot create folder (" + ec.message() + ")");
-  if (!fs::is_directory(dir, ec)) throw OutputError(dir.string() + ": not a folder");
-}
-
-std::string encode_image(const cv::Mat& rgb, const std::string& ext, const std::vector<int>& params,
-                         const std::string& what) {
-  cv::Mat bgr;
-  std::vector<uchar> buf;
-  try {
-    cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
-    if (!cv::imencode(ext, bgr, buf, params)) throw OutputError(what + ": the image encoder failed");
-  } catch (const cv::Exception& e) {
-    throw OutputError(what + ": the image encoder failed (" + e.what() + ")");
-  }
-  return std::string(buf.begin(), buf.end());
-}
-
-std::string encode_jpeg(const cv::Mat& rgb) {
-  return encode_image(rgb, ".jpg", {cv::IMWRITE_JPEG_QUALITY, 85}, "gallery picture");
-}
 
 cv::Mat scale_to_side(const cv::Mat& rgb, int side) {
   if (side <= 0) return rgb.clone();
@@ -75,36 +49,6 @@ void draw_samples(cv::Mat& rgb, const std::vector<int>& regions, int rows, int c
     cv::circle(rgb, centre, radius + thickness, cv::Scalar(0, 0, 0), thickness + 2, cv::LINE_AA);
     cv::circle(rgb, centre, radius, cv::Scalar(255, 40, 40), thickness, cv::LINE_AA);  // RGB red
   }
-}
-
-std::string base64(const std::string& bytes) {
-  static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8) |
-                 static_cast<unsigned char>(bytes[i + 2]);
-    out += table[(v >> 18) & 63];
-    out += table[(v >> 12) & 63];
-    out += table[(v >> 6) & 63];
-    out += table[v & 63];
-  }
-  if (i < bytes.size()) {
-    unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
-    if (i + 1 < bytes.size()) v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
-    out += table[(v >> 18) & 63];
-    out += table[(v >> 12) & 63];
-    out += i + 1 < bytes.size() ? table[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
-std::string format_score(double score) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(3) << score;
-  return s.str();
 }
 
 }  // namespace
@@ -145,8 +89,6 @@ void validate(const CaptionedImage& image) {
 }
 
 void validate(const OverlayOptions& o) {
-  if (o.style != "mask" && o.style != "heat")
-    throw UsageError("overlay style must be mask or heat (got '" + o.style + "')");
   if (!(o.opacity == -1.0 || (o.opacity >= 0.0 && o.opacity <= 1.0)))
     throw UsageError("overlay opacity must be in [0, 1] or -1 for the style's default (got " +
                      std::to_string(o.opacity) + ")");
@@ -166,7 +108,7 @@ void validate(const OverlayOptions& o) {
 
 double effective_opacity(const OverlayOptions& o) {
   if (o.opacity >= 0.0) return o.opacity;
-  return o.style == "heat" ? 0.5 : 0.8;
+  return o.style == OverlayStyle::heat ? 0.5 : 0.8;
 }
 
 cv::Mat attention_map(const std::vector<float>& alpha, int rows, int cols, cv::Size size, double sigma_cells) {
@@ -209,7 +151,7 @@ cv::Mat draw_attention(const cv::Mat& rgb, const cv::Mat& map, const OverlayOpti
   cv::Mat layer;  // CV_8UC3 RGB
   cv::Mat map8;
   map.convertTo(map8, CV_8U, 255.0);
-  if (options.style == "heat") {
+  if (options.style == OverlayStyle::heat) {
     cv::Mat bgr;
     cv::applyColorMap(map8, bgr, cv::COLORMAP_JET);
     cv::cvtColor(bgr, layer, cv::COLOR_BGR2RGB);
@@ -380,179 +322,6 @@ OverlayFiles write_overlays(const CaptionedImage& image, const RenderedOverlays&
 
 OverlayFiles write_overlays(const CaptionedImage& image, const fs::path& dir, const OverlayOptions& options) {
   return write_overlays(image, render_overlays(image, options), dir, options);
-}
-
-// --- gallery ------------------------------------------------------------------------------------
-
-std::string html_escape(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
-GalleryEntry make_gallery_entry(const CaptionedImage& image, const RenderedOverlays& rendered) {
-  GalleryEntry e;
-  e.title = image.image_path;
-  e.caption = image.caption();
-  e.score = image.score;
-  e.alternatives = image.alternatives;
-  e.words = image.words;
-  e.image_jpeg = encode_jpeg(rendered.image);
-  for (const auto& w : rendered.words) e.word_jpegs.push_back(encode_jpeg(w));
-  return e;
-}
-
-namespace {
-
-const char* kGalleryStyle = R"(
-body { font-family: system-ui, sans-serif; margin: 1.5em; background: #f6f6f6; color: #222; }
-h1 { font-size: 1.4em; }
-.entry { background: #fff; border-radius: 6px; padding: 1em; margin-bottom: 1.5em;
-         box-shadow: 0 1px 3px rgba(0,0,0,.15); display: flex; gap: 1.5em; flex-wrap: wrap; }
-.entry .pic img.shown { max-width: 448px; max-height: 448px; display: block; }
-.entry .store { display: none; }
-.entry .text { flex: 1; min-width: 260px; }
-.entry .title { font-size: .85em; color: #666; word-break: break-all; }
-.caption { font-size: 1.3em; margin: .5em 0; line-height: 1.8; }
-.word { cursor: pointer; padding: .1em .25em; border-radius: 4px; background: #eef; outline: none; }
-.word:hover, .word:focus, .word.pinned { background: #335; color: #fff; }
-.score { color: #666; font-size: .9em; }
-.alternatives { margin-top: .8em; font-size: .95em; }
-.alternatives li { margin: .2em 0; }
-.hint { font-size: .8em; color: #888; }
-)";
-
-const char* kGalleryScript = R"(
-(function () {
-  function setup(entry) {
-    var shown = entry.querySelector('img.shown');
-    var plain = shown.getAttribute('src');
-    var store = entry.querySelectorAll('.store img');
-    var words = entry.querySelectorAll('.word');
-    var pinned = -1;
-    function show(i) {
-      shown.src = i < 0 ? plain : store[i].getAttribute('src');
-      shown.dataset.showing = i < 0 ? 'image' : String(i);
-    }
-    words.forEach(function (w, i) {
-      w.addEventListener('mouseenter', function () { show(i); });
-      w.addEventListener('focus', function () { show(i); });
-      w.addEventListener('mouseleave', function () { show(pinned); });
-      w.addEventListener('blur', function () { show(pinned); });
-      w.addEventListener('click', function () {
-        words.forEach(function (x) { x.classList.remove('pinned'); });
-        pinned = pinned === i ? -1 : i;
-        if (pinned >= 0) w.classList.add('pinned');
-        show(pinned);
-      });
-      w.addEventListener('keydown', function (ev) {
-        if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); w.click(); }
-        if (ev.key === 'Escape') { pinned = -1; w.classList.remove('pinned'); show(-1); }
-      });
-    });
-    return words;
-  }
-  var entries = Array.prototype.map.call(document.querySelectorAll('.entry'), setup);
-  // "gallery.html#word=E-W" opens with word W of entry E (both from 0) pinned.
-  var m = /^#word=(\d+)-(\d+)$/.exec(location.hash);
-  if (m && entries[+m[1]] && entries[+m[1]][+m[2]]) entries[+m[1]][+m[2]].click();
-  function check() {
-    var imgs = Array.prototype.slice.call(document.images);
-    var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-    document.body.dataset.imagesOk = ok + '/' + imgs.length;
-  }
-  if (document.readyState === 'complete') check(); else window.addEventListener('load', check);
-})();
-)";
-
-}  // namespace
-
-GalleryWriter::GalleryWriter(fs::path path, GalleryOptions options) : path_(std::move(path)) {
-  ensure_directory(path_.parent_path());
-  tmp_ = path_.string() + ".tmp-" + std::to_string(::getpid());
-  file_ = std::fopen(tmp_.c_str(), "wb");
-  if (!file_) throw OutputError(path_.string() + ": cannot create (" + errno_text(errno) + ")");
-  write("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
-        "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n<title>" +
-        html_escape(options.title) + "</title>\n<style>" + kGalleryStyle + "</style>\n</head>\n<body>\n<h1>" +
-        html_escape(options.title) + "</h1>\n<p class=\"hint\">Hover over or focus a word to see where the model "
-        "looked when it wrote it; click to keep it shown.</p>\n");
-}
-
-GalleryWriter::~GalleryWriter() {
-  if (file_) {
-    std::fclose(file_);
-    std::error_code ec;
-    fs::remove(tmp_, ec);
-  }
-}
-
-void GalleryWriter::write(const std::string& text) {
-  if (!file_) throw std::logic_error("GalleryWriter: already finished");
-  if (std::fwrite(text.data(), 1, text.size(), file_) != text.size())
-    throw OutputError(path_.string() + ": " + errno_text(errno));
-}
-
-void GalleryWriter::add(const GalleryEntry& e) {
-  if (e.word_jpegs.size() != e.words.size())
-    throw std::invalid_argument("GalleryWriter::add: one overlay per word is needed");
-  std::string html = "<section class=\"entry\">\n<div class=\"pic\"><img class=\"shown\" data-showing=\"image\" alt=\"" +
-                     html_escape(e.title) + "\" src=\"data:image/jpeg;base64," + base64(e.image_jpeg) +
-                     "\">\n<div class=\"store\">";
-  for (std::size_t i = 0; i < e.word_jpegs.size(); ++i)
-    html += "<img alt=\"\" src=\"data:image/jpeg;base64," + base64(e.word_jpegs[i]) + "\">";
-  html += "</div></div>\n<div class=\"text\">\n<div class=\"title\">" + html_escape(e.title) +
-          "</div>\n<div class=\"caption\" data-caption=\"" + html_escape(e.caption) + "\">";
-  for (std::size_t i = 0; i < e.words.size(); ++i)
-    html += "<span class=\"word\" tabindex=\"0\">" + html_escape(e.words[i]) + "</span> ";
-  html += "</div>\n<div class=\"score\">score " + format_score(e.score) + "</div>\n";
-  if (!e.alternatives.empty()) {
-    html += "<ol class=\"alternatives\">\n";
-    for (const auto& a : e.alternatives)
-      html += "<li><span class=\"alt\">" + html_escape(a.caption) + "</span> <span class=\"score\">(" +
-              format_score(a.score) + ")</span></li>\n";
-    html += "</ol>\n";
-  }
-  html += "</div>\n</section>\n";
-  write(html);
-  ++count_;
-}
-
-void GalleryWriter::finish() {
-  write(std::string("<script>") + kGalleryScript + "</script>\n</body>\n</html>\n");
-  std::FILE* f = file_;
-  file_ = nullptr;
-  bool ok = std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  int err = errno;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok) {
-    std::error_code ec;
-    fs::remove(tmp_, ec);
-    throw OutputError(path_.string() + ": " + errno_text(err));
-  }
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    err = errno;
-    std::error_code ec;
-    fs::remove(tmp_, ec);
-    throw OutputError(path_.string() + ": cannot rename into place (" + errno_text(err) + ")");
-  }
-}
-
-void write_gallery(const fs::path& path, const std::vector<GalleryEntry>& entries, const GalleryOptions& options) {
-  GalleryWriter writer(path, options);
-  for (const auto& e : entries) writer.add(e);
-  writer.finish();
 }
 
 }  // namespace satcap

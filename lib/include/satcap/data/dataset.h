@@ -1,7 +1,7 @@
 // Captioned image datasets: COCO caption annotations, Karpathy split files (COCO, Flickr8k,
 // Flickr30k) and the Flickr8k token file, read into one `Dataset`. No torch here.
 //
-// Format detection (DatasetOptions::format = "auto"):
+// Format detection (DatasetOptions::format = DatasetFormat::detect, "auto" on the command line):
 //   - a folder: the first of dataset.json, dataset_*.json (Karpathy), captions.json,
 //     annotations/captions_*.json (COCO; several are merged), *.token.txt (Flickr8k) found in it;
 //   - a file: "*.txt" is a Flickr8k token file; a JSON file whose "images" entries carry
@@ -26,9 +26,27 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "satcap/runtime/option_table.h"
+
 namespace satcap {
+
+// The file formats read: COCO captions, Karpathy split files, the Flickr8k token file; detect =
+// find out from the path (see the rules above), for DatasetOptions only.
+enum class DatasetFormat { detect, coco, karpathy, flickr8k };
+
+template <>
+struct EnumNames<DatasetFormat> {
+  static const std::vector<std::pair<std::string, DatasetFormat>>& table() {
+    static const std::vector<std::pair<std::string, DatasetFormat>> t{{"auto", DatasetFormat::detect},
+                                                                      {"coco", DatasetFormat::coco},
+                                                                      {"karpathy", DatasetFormat::karpathy},
+                                                                      {"flickr8k", DatasetFormat::flickr8k}};
+    return t;
+  }
+};
 
 struct Caption {
   std::string raw;  // as written in the file (valid UTF-8, never without a word)
@@ -48,8 +66,8 @@ struct ImageEntry {
 };
 
 struct DatasetOptions {
-  // "auto", "coco", "karpathy" or "flickr8k" (see the rules at the top of this header).
-  std::string format = "auto";
+  // The format of the file or folder (see the rules at the top of this header).
+  DatasetFormat format = DatasetFormat::detect;
   // Folder the image paths are relative to ("" = detected, see above).
   std::string image_root;
   // Split given to images of a COCO captions file or an unlisted Flickr8k token file
@@ -65,13 +83,10 @@ struct DatasetOptions {
   bool strict = false;
 };
 
-// Throws UsageError for an unknown format.
-void validate(const DatasetOptions& options);
-
 class Dataset {
  public:
   std::string source;                   // the path given to load_dataset
-  std::string format;                   // "coco", "karpathy" or "flickr8k"
+  DatasetFormat format = DatasetFormat::coco;  // the format read (never detect)
   std::filesystem::path image_root;
   std::vector<ImageEntry> images;       // in file order
   std::vector<std::string> warnings;    // skipped entries, "file: entry: reason"
@@ -92,7 +107,7 @@ class Dataset {
 };
 
 // Reads a dataset from a file or folder (see above). Throws InputError (bad or missing input,
-// naming the file and the entry) or UsageError (bad option).
+// naming the file and the entry).
 Dataset load_dataset(const std::string& path, const DatasetOptions& options = {});
 
 // True when `text` is well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF).

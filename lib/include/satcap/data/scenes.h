@@ -10,11 +10,24 @@
 
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <string>
 #include <vector>
 
+#include "satcap/runtime/option_table.h"
+
 namespace satcap {
+
+// What the objects of the scenes are: drawn geometric shapes, or Fashion-MNIST photographs.
+enum class SceneObjects { shapes, fashion };
+
+template <>
+struct EnumNames<SceneObjects> {
+  static const std::vector<std::pair<std::string, SceneObjects>>& table() {
+    static const std::vector<std::pair<std::string, SceneObjects>> t{{"shapes", SceneObjects::shapes},
+                                                                     {"fashion", SceneObjects::fashion}};
+    return t;
+  }
+};
 
 struct SceneOptions {
   // Output folder: DIR/captions.json, DIR/instances.json, DIR/dataset.json, DIR/images/*.png.
@@ -23,8 +36,8 @@ struct SceneOptions {
   int images = 2000;
   // Random seed: the same seed (and options) gives byte-identical files.
   std::uint64_t seed = 1;
-  // Object kind: "shapes" (drawn geometric shapes) or "fashion" (Fashion-MNIST photographs).
-  std::string objects = "shapes";
+  // Object kind (written as "shapes" or "fashion" in the files' info).
+  SceneObjects objects = SceneObjects::shapes;
   // Width and height of every image in pixels (224 is what the default encoder takes).
   int size = 224;
   // Write into a non-empty output folder (replacing this generator's own files there).
@@ -39,7 +52,7 @@ struct SceneOptions {
 void validate(const SceneOptions& options);
 
 // The vocabularies, in category-id order (category_id = index + 1). Each entry is one token.
-const std::vector<std::string>& scene_categories(const std::string& objects);
+const std::vector<std::string>& scene_categories(SceneObjects objects);
 const std::vector<std::string>& scene_colours();
 const std::vector<std::string>& scene_sizes();  // {"small", "large"}
 
@@ -61,13 +74,12 @@ struct Scene {
   std::vector<std::string> captions;  // 5 different captions, lower case
 };
 
-// Fashion-MNIST images and labels (train and test sets), for objects == "fashion".
+// Fashion-MNIST images and labels (fashion_mnist.h), for SceneObjects::fashion.
 class FashionMnist;
-std::shared_ptr<const FashionMnist> load_fashion_mnist(const std::string& folder);
 
 // Builds scene number `index` (0-based) of the data set that `options` describes. Depends only on
 // (options.seed, options.objects, options.size, index), so scenes can be made in any order or
-// thread. `fashion` is required when options.objects == "fashion". Images whose index % 10 is 8
+// thread. `fashion` is required when options.objects is SceneObjects::fashion. Images whose index % 10 is 8
 // or 9 (val and test) take their Fashion-MNIST items from its test set, the others from its train set.
 Scene make_scene(const SceneOptions& options, int index, const FashionMnist* fashion = nullptr);
 

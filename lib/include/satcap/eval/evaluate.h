@@ -77,8 +77,4 @@ struct EvalReport {
 // Images that fail are reported and left out of the scores; the report counts them (exit 6).
 EvalReport run_evaluation(const EvalOptions& options, c10::Device device, std::ostream& err, bool quiet = false);
 
-// The metrics table `satcap eval` prints: one line per metric (value and x100), pointing with its
-// chance level, attention entropy, images and beam.
-void print_metrics_table(const nlohmann::json& metrics, std::ostream& out);
-
 }  // namespace satcap

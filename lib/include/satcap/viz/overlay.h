@@ -8,17 +8,17 @@
 //   OverlayOptions opts;  validate(opts);
 //   RenderedOverlays r = render_overlays(ci, opts);
 //   OverlayFiles files = write_overlays(ci, r, "out/dog", opts);   // 01_a.png ... figure.png
-//   GalleryWriter gallery("out/gallery.html");
-//   gallery.add(make_gallery_entry(ci, r));
-//   gallery.finish();
+// The HTML gallery of the rendered overlays is in gallery.h.
 #pragma once
 
 #include <opencv2/core/mat.hpp>
 
-#include <cstdio>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "satcap/runtime/option_table.h"
 
 namespace satcap {
 
@@ -52,10 +52,21 @@ struct CaptionedImage {
 // sampled neither empty nor one per word, or a sampled index outside the grid.
 void validate(const CaptionedImage& image);
 
+// How attention is drawn: mask (the paper: a grey map over the image, bright where it looked) or
+// heat (a JET colour map blended over the image).
+enum class OverlayStyle { mask, heat };
+
+template <>
+struct EnumNames<OverlayStyle> {
+  static const std::vector<std::pair<std::string, OverlayStyle>>& table() {
+    static const std::vector<std::pair<std::string, OverlayStyle>> t{{"mask", OverlayStyle::mask},
+                                                                     {"heat", OverlayStyle::heat}};
+    return t;
+  }
+};
+
 struct OverlayOptions {
-  // How attention is drawn: "mask" (the paper: a grey map over the image, bright where it looked)
-  // or "heat" (a JET colour map blended over the image).
-  std::string style = "mask";
+  OverlayStyle style = OverlayStyle::mask;
   // Weight of the map over the image, in [0, 1]; -1 = the style's default (mask 0.8 as in the
   // paper's notebook, heat 0.5).
   double opacity = -1.0;
@@ -79,7 +90,7 @@ struct OverlayOptions {
   double video_seconds_per_word = 1.0;
 };
 
-// Throws UsageError naming the option ("overlay style must be mask or heat (got 'x')").
+// Throws UsageError naming the option ("overlay opacity must be in [0, 1] or -1 ... (got 1.5)").
 void validate(const OverlayOptions& options);
 
 // The opacity actually used (resolves -1 to the style's default).
@@ -137,60 +148,5 @@ OverlayFiles write_overlays(const CaptionedImage& image, const std::filesystem::
 
 // Writes an RGB image as PNG (or JPEG, by extension) atomically; OutputError naming the path.
 void write_image_rgb(const std::filesystem::path& path, const cv::Mat& rgb);
-
-// --- The HTML gallery ---------------------------------------------------------------------------
-
-// One image in the gallery. The pictures are stored already encoded (JPEG), so that a gallery of
-// many images does not hold decoded pixels.
-struct GalleryEntry {
-  std::string title;                       // usually the image path
-  std::string caption;
-  double score = 0.0;
-  std::vector<Alternative> alternatives;
-  std::vector<std::string> words;
-  std::string image_jpeg;                  // encoded bytes of the plain image
-  std::vector<std::string> word_jpegs;     // encoded bytes of each word's overlay
-};
-
-// Encodes the rendered pictures (JPEG, quality 85) for the gallery.
-GalleryEntry make_gallery_entry(const CaptionedImage& image, const RenderedOverlays& rendered);
-
-struct GalleryOptions {
-  std::string title = "satcap: where each word looked";  // page title and heading
-};
-
-// Writes one self-contained HTML page (inline CSS and JS, pictures as data: URIs, no external
-// requests): per image its caption and score, the alternatives with scores, and the caption's words;
-// hovering, focusing or clicking a word shows that word's overlay in place of the image (click pins
-// it; click again or press Escape to unpin). All text is HTML-escaped. At load, a script checks
-// that every <img> decoded and sets <body data-images-ok="N/M">. The shown picture carries
-// data-showing="image" or the word's index; "gallery.html#word=E-W" opens with word W of entry E
-// (both from 0) pinned.
-// Written incrementally to "<path>.tmp-<pid>" and renamed by finish(); OutputError naming the path.
-class GalleryWriter {
- public:
-  explicit GalleryWriter(std::filesystem::path path, GalleryOptions options = {});
-  ~GalleryWriter();  // without finish(), the temporary file is removed
-  GalleryWriter(const GalleryWriter&) = delete;
-  GalleryWriter& operator=(const GalleryWriter&) = delete;
-
-  void add(const GalleryEntry& entry);
-  void finish();
-  int entries() const { return count_; }
-
- private:
-  void write(const std::string& text);
-  std::filesystem::path path_;
-  std::filesystem::path tmp_;
-  std::FILE* file_ = nullptr;
-  int count_ = 0;
-};
-
-// GalleryWriter over all entries at once.
-void write_gallery(const std::filesystem::path& path, const std::vector<GalleryEntry>& entries,
-                   const GalleryOptions& options = {});
-
-// Text safe inside HTML content and quoted attributes (& < > " ').
-std::string html_escape(const std::string& text);
 
 }  // namespace satcap
