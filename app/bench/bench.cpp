@@ -67,9 +67,6 @@ void BenchOptions::validate() const {
     }
   }
   if (python.empty()) throw UsageError("--python must name an interpreter");
-  if (attention != "both" && attention != "soft" && attention != "hard")
-    throw UsageError("--attention '" + attention + "': expected both, soft or hard");
-  parse_precision(precision);  // throws UsageError naming --precision
   for (auto b : batches) {
     if (b < 1) throw UsageError("--batches: every batch size must be at least 1 (got " + std::to_string(b) + ")");
   }
@@ -894,7 +891,7 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
   options.validate();
   const Logger log{log_stream};
   const c10::Device device = parse_device(options.device);
-  const Precision precision = parse_precision(options.precision);
+  const Precision precision = options.precision;
   check_precision(precision, device);
   const Plan plan = make_plan_with_overrides(options);
   const int threads = at::get_num_threads();
@@ -953,7 +950,7 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
     }
   }
   for (bool hard : {false, true}) {
-    if (options.attention == (hard ? "soft" : "hard")) continue;
+    if (!runs_attention(options.attention, hard ? AttentionKind::hard : AttentionKind::soft)) continue;
     const std::string sfx = hard ? "_hard" : "";
     DecoderOptions shape = plan.shape;
     shape.attention = hard ? AttentionKind::hard : AttentionKind::soft;
@@ -982,7 +979,7 @@ json run_bench(const BenchOptions& options, std::ostream* log_stream) {
           json m = run_script(py, std::string(script) + ".py",
                               {"--batch", bs, "--warmup", std::to_string(plan.python_warmup), "--steps",
                                std::to_string(plan.python_steps), "--attention", hard ? "hard" : "soft",
-                               "--precision", options.precision},
+                               "--precision", precision_name(precision)},
                               shape, threads, options.device);
           if (m.contains("error")) {
             log("  ", m["error"].get<std::string>());
