@@ -12,7 +12,8 @@
 //   prepare  the encoder pipeline (decode, resize, forward, store) vs the bare network forward
 //   growth   a scenes dataset of 2,000 and 20,000 images through prepare and one training epoch:
 //            time per image and peak RSS (child processes of the satcap binary)
-// No torch in this header (precision.h brings c10's Device and ScalarType only).
+// The parts live in one file each beside this one; measure.h, the harness's private header, lists
+// them. No torch in this header (precision.h brings c10's Device and ScalarType only).
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
