@@ -88,12 +88,17 @@ TEST_CASE("bench options are validated", "[bench]") {
   o.quick = o.smoke = true;
   REQUIRE_THROWS_AS(o.validate(), UsageError);
   o.quick = false;
-  o.attention = "medium";
-  REQUIRE_THROWS_AS(o.validate(), UsageError);
-  o.attention = "hard";
+  o.attention = AttentionRuns::hard;
   o.batches = {0};
   REQUIRE_THROWS_AS(o.validate(), UsageError);
   REQUIRE(run_satcap({"bench", "--only", "nonsense"}).exit_code == 2);
+  // Attention kinds and precisions are enums: a bad name is refused by the command line, naming the option.
+  for (const char* option : {"--attention", "--precision"}) {
+    auto r = run_satcap({"bench", option, "medium"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 2);
+    REQUIRE_THAT(r.err, Catch::Contains(option));
+  }
 }
 
 TEST_CASE("satcap bench --smoke --json reports every measurement as a finite positive number", "[bench]") {

@@ -12,7 +12,8 @@
 //   prepare  the encoder pipeline (decode, resize, forward, store) vs the bare network forward
 //   growth   a scenes dataset of 2,000 and 20,000 images through prepare and one training epoch:
 //            time per image and peak RSS (child processes of the satcap binary)
-// No torch in this header.
+// The parts live in one file each beside this one; measure.h, the harness's private header, lists
+// them. No torch in this header (precision.h brings c10's Device and ScalarType only).
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
@@ -22,7 +23,9 @@
 #include <string>
 #include <vector>
 
+#include "attention_runs.h"
 #include "satcap/model/decoder_options.h"
+#include "satcap/runtime/precision.h"
 
 namespace satcap {
 
@@ -49,11 +52,11 @@ struct BenchOptions {
   std::vector<int64_t> batches;
   // Dataset sizes of the growth measurement (empty = 2000 and 20000).
   std::vector<int64_t> growth_sizes;
-  // Attention kinds to measure: "both", "soft" or "hard".
-  std::string attention = "both";
-  // Precision of the training steps, satcap's and the Python scripts' alike (satcap/runtime/precision.h):
-  // "fp32", "bf16" or "fp16" (fp16: CUDA only). The sgemm peak stays float32.
-  std::string precision = "fp32";
+  // Attention kinds to measure: both, soft or hard.
+  AttentionRuns attention = AttentionRuns::both;
+  // Precision of the training steps, satcap's and the Python scripts' alike (satcap/runtime/precision.h;
+  // fp16: CUDA only). The sgemm peak stays float32.
+  Precision precision = Precision::fp32;
   // With a path: LibTorch's profiler records the timed training steps of the last measured batch
   // size and attention kind and writes a Chrome trace (chrome://tracing, Perfetto) there.
   std::string trace;

@@ -1,13 +1,14 @@
 // `satcap bench`: satcap against the machine's limit and the Python way, in one run
-// (lib/include/satcap/bench.h says what is measured).
+// (app/bench/bench.h says what is measured).
 #include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <iostream>
 #include <memory>
 
-#include "command.h"
 #include "bench/bench.h"
+#include "command.h"
+#include "options_cli.h"
 #include "satcap/runtime/error.h"
 
 namespace satcap::app {
@@ -37,11 +38,9 @@ const CommandRegistration registration{
       sub.add_option("--batches", opts->bench.batches, "Training batch sizes (\"\" = 32,64; the last one is compared with Python)")
           ->delimiter(',')
           ->capture_default_str();
-      sub.add_option("--attention", opts->bench.attention, "Attention kinds to measure: both, soft or hard")
-          ->capture_default_str();
-      sub.add_option("--precision", opts->bench.precision,
-                     "Training steps' precision, satcap's and Python's: fp32, bf16 or fp16 (fp16: CUDA only)")
-          ->capture_default_str();
+      add_enum_option(sub, "--attention", opts->bench.attention, "Attention kinds to measure: both, soft or hard");
+      add_enum_option(sub, "--precision", opts->bench.precision,
+                      "Training steps' precision, satcap's and Python's: fp32, bf16 or fp16 (fp16: CUDA only)");
       sub.add_option("--growth-sizes", opts->bench.growth_sizes, "Dataset sizes of the growth runs (\"\" = 2000,20000)")
           ->delimiter(',')
           ->capture_default_str();
