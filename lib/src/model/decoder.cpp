@@ -1,44 +1,25 @@
+// The decoder's readable reference path, equation by equation: the module, the initial state,
+// attention, the context, the gate, one decoding step and the loss (see the table in decoder.h).
+// The fused training forward is decoder_training.cpp.
 #include "satcap/model/decoder.h"
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
 #include <torch/utils.h>
 
-
-#include <algorithm>
-#include <cmath>
-#include <numeric>
 #include <sstream>
-#include <vector>
+#include <tuple>
 
+#include "model/decoder_tensors.h"
 #include "satcap/ops/attention_scores.h"
 #include "satcap/ops/dropout.h"
-#include "satcap/ops/lstm_cell.h"
-#include "satcap/ops/step_linear.h"
 #include "satcap/ops/token_nll.h"
 #include "satcap/runtime/error.h"
 
 namespace satcap {
 
-namespace {
-
-// Packed rows x [N, ...] at positions index (b * S + t) scattered into [B, S, ...], `fill` elsewhere.
-at::Tensor padded(const at::Tensor& x, const at::Tensor& index, int64_t B, int64_t S, double fill) {
-  std::vector<int64_t> shape{B * S};
-  for (int64_t d = 1; d < x.dim(); ++d) shape.push_back(x.size(d));
-  auto full = at::full(shape, fill, x.options()).index_copy(0, index, x);
-  shape[0] = S;
-  shape.insert(shape.begin(), B);
-  return full.view(shape);
-}
-
-std::string shape_of(const at::Tensor& t) {
-  std::ostringstream s;
-  s << t.sizes();
-  return s.str();
-}
-
-}  // namespace
+using detail::padded;
+using detail::shape_of;
 
 // ---------------------------------------------------------------------------------------------
 // DecoderOutput
@@ -207,171 +188,6 @@ StepOutput DecoderImpl::step(const at::Tensor& prev_ids, DecoderState& st, HardD
   st.c = std::get<1>(hc);
   auto logits = output_logits(emb, st.h, z);  // [R, V]
   return {at::log_softmax(logits, 1, at::kFloat), alpha};  // float32: the beam sums these
-}
-
-DecoderOutput DecoderImpl::forward(const at::Tensor& features, const at::Tensor& captions,
-                                   const at::Tensor& lengths) {
-  Context ctx = Context::expected;
-  if (options_.attention == AttentionKind::hard && is_training()) {
-    // Semi-sampling, drawn once per minibatch on the CPU generator (no device synchronisation).
-    const double p = options_.semi_sampling_p;
-    bool soft = p >= 1 || (p > 0 && at::rand({1}, at::TensorOptions().dtype(at::kDouble)).item<double>() < p);
-    ctx = soft ? Context::expected : Context::sample;
-  }
-  return teacher_forced(features, captions, lengths, ctx, {});
-}
-
-DecoderOutput DecoderImpl::forward(const at::Tensor& features, const at::Tensor& captions, const at::Tensor& lengths,
-                                   HardDecode mode) {
-  Context ctx = Context::expected;
-  if (options_.attention == AttentionKind::hard)
-    ctx = mode == HardDecode::sample ? Context::sample : mode == HardDecode::argmax ? Context::argmax : Context::expected;
-  return teacher_forced(features, captions, lengths, ctx, {});
-}
-
-DecoderOutput DecoderImpl::forward_at(const at::Tensor& features, const at::Tensor& captions,
-                                      const at::Tensor& lengths, const at::Tensor& locations) {
-  if (options_.attention != AttentionKind::hard)
-    throw UsageError("decoder forward_at: locations are given, but this decoder has soft attention");
-  if (locations.dim() != 2 || locations.size(0) != captions.size(0) || locations.size(1) != captions.size(1) - 1)
-    throw UsageError("decoder forward_at: locations have shape " + shape_of(locations) + ", expected [B, T-1]");
-  return teacher_forced(features, captions, lengths, Context::given, locations.to(features.device(), at::kLong));
-}
-
-DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::Tensor& captions,
-                                          const at::Tensor& lengths, Context context, const at::Tensor& locations) {
-  check_features(features, "forward");
-  const int64_t B = features.size(0);
-  if (captions.dim() != 2 || captions.size(0) != B || captions.size(1) < 2)
-    throw UsageError("decoder forward: captions have shape " + shape_of(captions) + ", expected [" +
-                     std::to_string(B) + ", T] with T >= 2");
-  if (lengths.dim() != 1 || lengths.size(0) != B)
-    throw UsageError("decoder forward: lengths have shape " + shape_of(lengths) + ", expected [" +
-                     std::to_string(B) + "]");
-  const int64_t S = captions.size(1) - 1, n = features.size(1);
-  const auto dev = features.device();
-  auto caps = captions.to(dev, at::kLong);
-  const bool hard = options_.attention == AttentionKind::hard;
-  const bool located = hard && context != Context::expected;
-
-  // No padded work (the "decreasing batch size" of packed sequences): caption b has
-  // L_b = clamp(length_b - 1, 0, S) valid steps. Rows are sorted by decreasing L_b (stable), so at
-  // step t the active rows are the first B_t of the sorted batch; a finished row's state is never
-  // used again. Every row computes exactly what it computes alone: the rows never mix.
-  std::vector<int64_t> steps(static_cast<size_t>(B));
-  {
-    auto len = lengths.to(at::kCPU, at::kLong).contiguous();
-    const int64_t* l = len.data_ptr<int64_t>();
-    for (int64_t b = 0; b < B; ++b) steps[static_cast<size_t>(b)] = std::clamp<int64_t>(l[b] - 1, 0, S);
-  }
-  std::vector<int64_t> order(static_cast<size_t>(B));
-  std::iota(order.begin(), order.end(), int64_t{0});
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t a, int64_t b) { return steps[static_cast<size_t>(a)] > steps[static_cast<size_t>(b)]; });
-  const bool sorted = std::is_sorted(order.begin(), order.end());  // already in decreasing order
-  const int64_t steps_max = B > 0 ? steps[static_cast<size_t>(order[0])] : 0;
-  std::vector<int64_t> active;  // B_t for t < steps_max
-  std::vector<int64_t> flat;    // packed positions, step-major: order[i] * S + t for i < B_t
-  for (int64_t t = 0; t < steps_max; ++t) {
-    int64_t bt = 0;
-    while (bt < B && steps[static_cast<size_t>(order[static_cast<size_t>(bt)])] > t) {
-      flat.push_back(order[static_cast<size_t>(bt)] * S + t);
-      ++bt;
-    }
-    active.push_back(bt);
-  }
-  auto index = at::tensor(flat, at::kLong).to(dev);  // [N]
-
-  DecoderState all = init_state(sorted ? features : features.index_select(0, at::tensor(order, at::kLong).to(dev)));
-  // Embeddings and given locations of the valid steps only, packed like `index`, then cut per step.
-  auto emb = embed->forward(caps.slice(1, 0, S).reshape({-1}).index_select(0, index));  // [N, m]  E y_{t-1}
-  std::vector<at::Tensor> location_steps;
-  if (context == Context::given) location_steps = locations.reshape({-1}).index_select(0, index).split_with_sizes(active, 0);
-  // A narrowed view only when rows really drop out: narrowing the whole tensor would still cost a
-  // full-size zero gradient in backward.
-  auto first_rows = [](const at::Tensor& x, int64_t rows) { return rows == x.size(0) ? x : x.narrow(0, 0, rows); };
-  // The LSTM (PyTorch's LSTMCell: gates i, f, g, o = W_ih [E y_{t-1}; z_t] + b_ih + W_hh h_{t-1} + b_hh),
-  // split by what is known before the loop: the embeddings' part of every step at once ([N, 4H],
-  // one product); per step the context's part W_ih,z z_t, and the hidden state's part W_hh h_{t-1}
-  // in one product with the other two maps of h_{t-1}, U_a (attention) and f_beta (the gate). Each
-  // per-step product's weight gradient is one product over all steps (satcap/ops/step_linear.h).
-  const int64_t m = options_.embed_dim, D = features.size(2);
-  const bool gated_context = options_.beta != BetaKind::none;
-  // Split, not narrowed: the backward joins the two parts' gradients into one [4H, m + D] (two
-  // narrows would each fill a zero [4H, m + D] and the two be added).
-  auto input_maps = lstm->weight_ih.split_with_sizes({m, D}, 1);  // [4H, m], [4H, D]
-  auto gates_emb = at::linear(emb, input_maps[0], lstm->bias_ih + lstm->bias_hh);  // [N, 4H]
-  auto gates_emb_steps = gates_emb.split_with_sizes(active, 0);                                      // [B_t, 4H]
-  std::vector<at::Tensor> hidden_maps{att_hidden->weight};  // [A, H], [beta, H], [4H, H]
-  if (gated_context) hidden_maps.push_back(f_beta->weight);
-  hidden_maps.push_back(lstm->weight_hh);
-  std::vector<int64_t> hidden_widths;
-  for (const auto& w : hidden_maps) hidden_widths.push_back(w.size(0));
-  StepLinearSequence from_hidden(at::cat(hidden_maps, 0), static_cast<int64_t>(flat.size()));  // [A + beta + 4H, H]
-  StepLinearSequence from_context(input_maps[1], static_cast<int64_t>(flat.size()));  // [4H, D], a view of W_ih
-  // The scores of every step read the same projected features; their gradient is summed once.
-  ScoreSequence scores(all.projected, att_score->weight, att_score->bias,
-                       options_.attention_activation == AttentionActivation::relu);
-  at::Tensor h = all.h, c = all.c;  // [B_{t-1}, H]
-  std::vector<at::Tensor> hs, zs, alphas, samples, sample_lp, entropies;
-  hs.reserve(static_cast<size_t>(steps_max));
-  zs.reserve(static_cast<size_t>(steps_max));
-  alphas.reserve(static_cast<size_t>(steps_max));
-  for (int64_t t = 0; t < steps_max; ++t) {
-    const int64_t bt = active[static_cast<size_t>(t)];
-    DecoderState st;  // the B_t active rows (the projected features are the sequence's)
-    st.features = first_rows(all.features, bt);
-    st.h = first_rows(h, bt);
-    st.c = first_rows(c, bt);
-    // U_a h_{t-1} [B_t, A], f_beta's weight times h_{t-1} [B_t, beta] (if gated), W_hh h_{t-1} [B_t, 4H]
-    auto of_hidden = from_hidden.next(st.h).split_with_sizes(hidden_widths, 1);
-    auto [alpha, log_alpha] = normalise(scores.next(of_hidden.front()));  // [B_t, n]
-    at::Tensor z;                              // [B_t, D]
-    if (!located) {
-      z = expected_context(st, alpha);
-    } else {
-      at::Tensor s;                            // [B_t]  s_t
-      if (context == Context::sample)
-        s = at::multinomial(alpha.detach(), 1).squeeze(1);
-      else if (context == Context::argmax)
-        s = alpha.detach().argmax(1);
-      else
-        s = location_steps[static_cast<size_t>(t)];
-      z = located_context(st, s);
-      samples.push_back(s);
-      sample_lp.push_back(log_alpha.gather(1, s.unsqueeze(1)).squeeze(1));  // log alpha_t[s_t]
-    }
-    if (hard) entropies.push_back(-(alpha * log_alpha).sum(1));            // H(alpha_t)
-    if (gated_context) z = gated(of_hidden[1] + f_beta->bias, z);
-    // The gates [B_t, 4H] are the sum of the three parts, added inside the fused cell (satcap/ops/lstm_cell.h).
-    std::tie(h, c) = lstm_cell({gates_emb_steps[static_cast<size_t>(t)], from_context.next(z), of_hidden.back()}, st.c);
-    hs.push_back(h);
-    zs.push_back(z);
-    alphas.push_back(alpha);
-  }
-  // Packed [N, ...] from the per-step pieces; an empty [0, width] when there is no valid step.
-  auto packed = [&](const std::vector<at::Tensor>& xs, int64_t width, const at::TensorOptions& opts) {
-    if (xs.empty()) return width < 0 ? at::empty({0}, opts) : at::empty({0, width}, opts);
-    return at::cat(xs, 0);
-  };
-  // Into [B, S, ...] in the caller's row order; positions past a caption's end hold `fill`.
-  auto unpack = [&](const at::Tensor& x, double fill) { return padded(x, index, B, S, fill); };
-  const auto fopts = features.options();
-  DecoderOutput out;
-  // The output layer runs once over the valid steps: [N, m], [N, H], [N, D] -> [N, V].
-  out.valid_logits = output_logits(emb, packed(hs, options_.hidden_dim, fopts), packed(zs, features.size(2), fopts));
-  out.valid_index = index;
-  out.alphas = unpack(packed(alphas, n, fopts), 1.0 / n);   // [B, S, n]
-  out.targets = caps.slice(1, 1, S + 1);       // [B, S]
-  auto valid = lengths.to(dev, at::kLong).sub(1).unsqueeze(1);                       // [B, 1]
-  out.mask = (at::arange(S, caps.options()).unsqueeze(0) < valid).to(features.scalar_type());  // [B, S]
-  if (located) {
-    out.samples = unpack(packed(samples, -1, caps.options()), 0);               // [B, S]
-    out.sample_log_probs = unpack(packed(sample_lp, -1, fopts), -std::log(static_cast<double>(n)));
-    out.sampled = true;
-  }
-  if (hard) out.entropies = unpack(packed(entropies, -1, fopts), std::log(static_cast<double>(n)));
-  return out;
 }
 
 LossTerms DecoderImpl::loss(const DecoderOutput& out) {

@@ -8,6 +8,24 @@
 //     DecoderState::reorder(beam indices).
 // Everything is device-generic (tensors follow the device and dtype of the features); float32 is
 // what the rest of satcap uses.
+//
+// Where the paper's equations are computed. The readable reference path (lib/src/model/decoder.cpp)
+// computes them one step at a time; the training forward (lib/src/model/decoder_training.cpp) does
+// the same work packed over a batch's valid steps, with fused operations (satcap/ops), and the
+// tests check that the two agree.
+//   eq. / section            what                                          reference        training
+//   3.1.2 (init)             h_0, c_0 = f_init,h/c(mean_i a_i) (tanh|linear) init_state       init_state
+//   (4)                      e_ti = w^T act(W_a a_i + U_a h_{t-1} + b)       attend           ScoreSequence
+//   (5)                      alpha_t = softmax_i(e_ti)                       normalise        normalise
+//   (6), (13) soft           z_t = sum_i alpha_ti a_i                        expected_context expected_context
+//   4.1 hard                 s_t ~ Multinomial(alpha_t), z_t = a_{s_t}       step (sample)    teacher_forced
+//   4.2.1 gate               z_t <- sigmoid(f_beta(h_{t-1})) z_t             gate             gated
+//   (1)-(3) LSTM             i, f, o, g, c_t, h_t from [E y_{t-1}; z_t], h_{t-1}  step (LSTMCell) lstm_cell
+//   (7) deep output          p(y_t) ∝ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t)) output_logits    output_logits
+//   NLL                      -log p(y_t | y_<t, a), summed per caption       step (log_softmax) loss (token_nll)
+//   (14)                     lambda sum_i (1 - sum_t alpha_ti)^2             loss (ds_reg)
+//   4.1 REINFORCE            NLL + lambda_r (NLL_n - b).detach() log p(s)    loss (reinforce)
+//                            - lambda_e H(alpha_t), b a moving average       loss (entropy, baseline)
 #pragma once
 
 #include <torch/nn/module.h>
