@@ -199,3 +199,47 @@ TEST_CASE("the report never prints a missed target as equal to it", "[bench]") {
   CHECK(text.find("0.62 >= 0.50  met") != std::string::npos);
   CHECK(text.find("0.41 >= 0.50  NOT met") != std::string::npos);
 }
+
+TEST_CASE("the device-generic training step launches at most half the operations per decoder step it did", "[bench][ops]") {
+  for (AttentionKind kind : {AttentionKind::soft, AttentionKind::hard}) {
+    DecoderOptions o = coco_scale_decoder(kind);
+    o.vocab_size = 60;
+    o.feature_dim = 24;
+    o.regions = 9;
+    o.embed_dim = o.attention_dim = o.hidden_dim = 16;
+    const StepOpCount c = count_step_ops(o, 4);
+    std::ostringstream names;
+    for (const auto& [name, n] : c.by_name) names << name << " " << n << "\n";
+    INFO(enum_name(kind) << ": " << c.dispatched << " dispatched, " << c.kernels << " computing (" << c.forward_kernels
+                         << " forward, " << c.backward_kernels << " backward; the cell " << c.cell_kernels
+                         << "), on CUDA " << c.cuda_kernels << "\n" << names.str());
+    // The count is per step and whole: what is done once per batch cancels out.
+    CHECK(c.forward_kernels > 0);
+    CHECK(c.backward_kernels > 0);
+    CHECK(c.forward_kernels == std::round(c.forward_kernels));
+    CHECK(c.backward_kernels == std::round(c.backward_kernels));
+    CHECK(c.dispatched >= c.kernels);
+    // The cell was found (its forward scope and its backward node) and is part of the count.
+    CHECK(c.cell_kernels >= 4);
+    CHECK(c.cell_kernels < c.kernels);
+    const double before = kind == AttentionKind::hard ? kOpsPerStepBeforeHard : kOpsPerStepBefore;
+    CHECK(c.kernels < before);             // on the CPU without the fused kernels
+    CHECK(c.cuda_kernels <= before / 2);   // on CUDA, with ATen's fused cell
+  }
+}
+
+TEST_CASE("the operation count sees a change of the step: more work per step is more operations", "[bench][ops]") {
+  // Soft attention with the doubly stochastic term keeps alpha_t in the graph: its backward adds
+  // at least the gradient accumulation of alpha_t at every step.
+  DecoderOptions o = coco_scale_decoder(AttentionKind::soft);
+  o.vocab_size = 60;
+  o.feature_dim = 24;
+  o.regions = 9;
+  o.embed_dim = o.attention_dim = o.hidden_dim = 16;
+  o.alpha_c = 0;
+  const StepOpCount without = count_step_ops(o, 4);
+  o.alpha_c = 1;
+  const StepOpCount with = count_step_ops(o, 4);
+  CHECK(with.backward_kernels > without.backward_kernels);
+  CHECK(with.forward_kernels == without.forward_kernels);
+}

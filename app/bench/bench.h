@@ -12,6 +12,8 @@
 //   prepare  the encoder pipeline (decode, resize, forward, store) vs the bare network forward
 //   growth   a scenes dataset of 2,000 and 20,000 images through prepare and one training epoch:
 //            time per image and peak RSS (child processes of the satcap binary)
+//   ops      the ATen operations the training step dispatches per decoder time step on the
+//            device-generic path (what a GPU runs: each is one or more kernel launches there)
 // The parts live in one file each beside this one; measure.h, the harness's private header, lists
 // them. No torch in this header (precision.h brings c10's Device and ScalarType only).
 #pragma once
@@ -21,6 +23,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "attention_runs.h"
@@ -71,6 +74,30 @@ struct BenchOptions {
 // as train_common.py --attention hard does: semi-sampling would train half the minibatches with the
 // soft context).
 DecoderOptions coco_scale_decoder(AttentionKind attention = AttentionKind::soft);
+
+// What one training step dispatches per decoder time step on the device-generic path: the fused CPU
+// kernels switched off (satcap/ops/fused_kernels.h), so the CPU runs the ATen expressions CUDA runs.
+// Counted with LibTorch's RecordFunction over the forward, the loss and the backward of two steps
+// whose captions are `words` and `words + extra` words long; the difference divided by `extra` is
+// the per-step part (what is done once per batch cancels out).
+struct StepOpCount {
+  double dispatched = 0;  // every ATen operation the dispatcher ran, nested ones included
+  double kernels = 0;     // the outermost ones that compute (not a view or an allocation): each is
+                          // one or more kernel launches on a GPU
+  double forward_kernels = 0, backward_kernels = 0;
+  // The LSTM cell's share of `kernels`: on CUDA ATen's fused cell (_thnn_fused_lstm_cell, CUDA
+  // only, so not countable here) replaces them with one kernel forward and one backward.
+  double cell_kernels = 0;
+  double cuda_kernels = 0;  // kernels - cell_kernels + kCudaCellKernels: what a CUDA step launches
+  // Per step, by operation name, the computing ones (the largest counts first when printed).
+  std::vector<std::pair<std::string, double>> by_name;
+};
+constexpr double kCudaCellKernels = 2;
+// The device-generic step's computing operations per decoder time step before they were cut (at
+// 52a0f24, measured by count_step_ops there; the same on CUDA, whose cell was the plain expression):
+// the figures the report compares with.
+constexpr double kOpsPerStepBefore = 60, kOpsPerStepBeforeHard = 74;
+StepOpCount count_step_ops(const DecoderOptions& model, int64_t batch, int64_t words = 6, int64_t extra = 4);
 
 // One term of the training step's FLOP count.
 struct FlopTerm {

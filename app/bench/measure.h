@@ -11,6 +11,7 @@
 //   beam.cpp      batched beam search against the per-image Python one
 //   prepare.cpp   the encoder pipeline against the bare network forward
 //   growth.cpp    prepare and one training epoch at two dataset sizes (child satcap processes)
+//   ops.cpp       the ATen operations per decoder time step of the device-generic training step
 //   report.cpp    ratios, the targets and the table
 #pragma once
 
@@ -67,7 +68,7 @@ struct Plan {
   std::vector<int64_t> growth_sizes = {2000, 20000};
   // The parts to run: those named by --only, else all but growth, which full mode adds (and
   // growth only with sizes to run).
-  bool sgemm = true, train = true, python = true, beam = true, prepare = true, growth = false;
+  bool sgemm = true, train = true, python = true, beam = true, prepare = true, growth = false, ops = true;
 };
 
 Plan make_plan(const BenchOptions& options);
@@ -190,6 +191,9 @@ void bench_beam(const BenchRun& run, json& report);
 void bench_prepare(const BenchRun& run, json& report);
 // growth.cpp
 void bench_growth(const BenchRun& run, json& report);
+// ops.cpp: the operations per decoder time step ("ops", "ops_per_step[_hard]", "ops_per_step_cuda[_hard]",
+// "ops_cut[_hard]": the CUDA count over the count before, kOpsPerStepBefore)
+void bench_ops(const BenchRun& run, json& report);
 
 // ---------------------------------------------------------------------------------------------
 // report.cpp

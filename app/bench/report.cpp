@@ -43,6 +43,14 @@ void add_targets(json& report) {
     add_target(report, "beam5_vs_per_image" + sfx, "beam 5 captions/s over per-image Python (" + att + ")", 5.0, "x");
   }
   add_target(report, "prepare_vs_forward", "prepare images/s over the bare encoder forward", 0.9, "x");
+  // Launches per decoder step on CUDA over the count before: at most half.
+  if (report.contains("ops")) {
+    for (const std::string sfx : {"", "_hard"}) {
+      const std::string att = sfx.empty() ? "soft" : "hard";
+      if (report.contains("ops_cut" + sfx))
+        add_target(report, "ops_cut" + sfx, "ATen ops per decoder step on CUDA / before (" + att + ")", 0.5, "x", false);
+    }
+  }
   // Growth targets are upper bounds: value <= target.
   if (report.contains("growth")) {
     add_target(report, "growth_prepare_time_per_image_growth", "prepare time per image, largest / smallest dataset", 1.15, "x", false);
@@ -166,6 +174,17 @@ std::string format_bench_report(const nlohmann::json& r) {
       }
     }
     out << "\n";
+  }
+  if (r.contains("ops")) {
+    out << "operations per decoder time step, device-generic training step (what CUDA launches)\n"
+        << "  attention   forward  backward  (cell)   generic   on CUDA   before\n";
+    for (const auto& [att, c] : r["ops"].items()) {
+      out << "  " << std::left << std::setw(10) << att << std::right << std::setw(9) << num(c["forward"], 1)
+          << std::setw(10) << num(c["backward"], 1) << std::setw(8) << num(c["cell"], 1) << std::setw(10)
+          << num(c["kernels"], 1) << std::setw(10) << num(c["cuda"], 1) << std::setw(9) << num(c["before"], 0) << "\n";
+    }
+    out << "  (counted on the CPU with the fused CPU kernels off; on CUDA ATen's fused LSTM cell, one\n"
+        << "  kernel each way, replaces the cell's operations)\n\n";
   }
   out << "targets (reported, not enforced)\n";
   for (const auto& t : r["targets"]) {

@@ -20,6 +20,7 @@
 
 #include "model/decoder_tensors.h"
 #include "satcap/ops/attention_scores.h"
+#include "satcap/ops/fused_kernels.h"
 #include "satcap/ops/lstm_cell.h"
 #include "satcap/ops/step_linear.h"
 #include "satcap/runtime/error.h"
@@ -132,8 +133,24 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
   // The scores of every step read the same projected features; their gradient is summed once.
   ScoreSequence scores(all.projected, att_score->weight, att_score->bias,
                        options_.attention_activation == AttentionActivation::relu);
+  // Off satcap's CPU kernels (CUDA, other devices, autocast) every ATen operation is a kernel launch
+  // of its own, so the per-step work is folded into fewer of them (satcap bench counts them): the
+  // hidden product adds f_beta's bias and the embeddings' gate part in its addmm, the context's
+  // product adds that in its own, the cell gets one part; hard attention's log alpha, entropy and
+  // sample log-probabilities are computed once after the loop. The CPU kernels add the parts inside
+  // the fused cell instead, as before.
+  const bool generic = !uses_fused_cpu_kernels(features);
+  std::vector<at::Tensor> hidden_bias_steps;  // generic: [B_t, A + beta + 4H]
+  if (generic) {
+    std::vector<at::Tensor> columns{at::zeros({static_cast<int64_t>(flat.size()), hidden_widths[0]}, gates_emb.options())};
+    if (gated_context) columns.push_back(f_beta->bias.expand({static_cast<int64_t>(flat.size()), hidden_widths[1]}));
+    columns.push_back(gates_emb);
+    hidden_bias_steps = at::cat(columns, 1).split_with_sizes(active, 0);
+  }
+  const at::Tensor all_rows = all.features.reshape({-1, D});  // [B n, D]  a_i of every image, for a_{s_t}
+  const at::Tensor row_base = located && generic ? at::arange(B, caps.options()).mul_(n) : at::Tensor();  // [B]
   at::Tensor h = all.h, c = all.c;  // [B_{t-1}, H]
-  std::vector<at::Tensor> hs, zs, alphas, samples, sample_lp, entropies;
+  std::vector<at::Tensor> hs, zs, alphas, scores_of, samples, sample_lp, entropies;
   hs.reserve(static_cast<size_t>(steps_max));
   zs.reserve(static_cast<size_t>(steps_max));
   alphas.reserve(static_cast<size_t>(steps_max));
@@ -144,8 +161,17 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
     st.h = first_rows(h, bt);
     st.c = first_rows(c, bt);
     // U_a h_{t-1} [B_t, A], f_beta's weight times h_{t-1} [B_t, beta] (if gated), W_hh h_{t-1} [B_t, 4H]
-    auto of_hidden = from_hidden.next(st.h).split_with_sizes(hidden_widths, 1);
-    auto [alpha, log_alpha] = normalise(scores.next(of_hidden.front()));  // [B_t, n]
+    // (generic: with f_beta's bias and the embeddings' gate part added)
+    auto of_hidden = (generic ? from_hidden.next(st.h, hidden_bias_steps[static_cast<size_t>(t)]) : from_hidden.next(st.h))
+                         .split_with_sizes(hidden_widths, 1);
+    const at::Tensor e = scores.next(of_hidden.front());  // [B_t, n]
+    at::Tensor alpha, log_alpha;                           // [B_t, n]
+    if (hard && !generic) {
+      std::tie(alpha, log_alpha) = normalise(e);
+    } else {
+      alpha = at::softmax(e, 1, at::kFloat);  // soft attention needs no log alpha; generic: after the loop
+      if (hard) scores_of.push_back(e);
+    }
     at::Tensor z;                              // [B_t, D]
     if (!located) {
       z = expected_context(st, alpha);
@@ -157,14 +183,24 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
         s = alpha.detach().argmax(1);
       else
         s = location_steps[static_cast<size_t>(t)];
-      z = located_context(st, s);
+      z = generic ? all_rows.index_select(0, first_rows(row_base, bt) + s) : located_context(st, s);  // a_{s_t}
       samples.push_back(s);
-      sample_lp.push_back(log_alpha.gather(1, s.unsqueeze(1)).squeeze(1));  // log alpha_t[s_t]
+      if (!generic) sample_lp.push_back(log_alpha.gather(1, s.unsqueeze(1)).squeeze(1));  // log alpha_t[s_t]
     }
-    if (hard) entropies.push_back(-(alpha * log_alpha).sum(1));            // H(alpha_t)
-    if (gated_context) z = gated(of_hidden[1] + f_beta->bias, z);
-    // The gates [B_t, 4H] are the sum of the three parts, added inside the fused cell (satcap/ops/lstm_cell.h).
-    std::tie(h, c) = lstm_cell({gates_emb_steps[static_cast<size_t>(t)], from_context.next(z), of_hidden.back()}, st.c);
+    if (hard && !generic) entropies.push_back(-(alpha * log_alpha).sum(1));  // H(alpha_t)
+    if (generic) {
+      if (gated_context) z = at::sigmoid(of_hidden[1]) * z;  // beta_t z_t (f_beta's bias is in the product)
+      // The gates [B_t, 4H]: W_ih,z z_t added to the other parts in the context's product; on CUDA
+      // as the second of two parts, which ATen's fused cell adds in its one launch.
+      if (features.is_cuda())
+        std::tie(h, c) = lstm_cell({from_context.next(z), of_hidden.back()}, st.c);
+      else
+        std::tie(h, c) = lstm_cell({from_context.next(z, of_hidden.back())}, st.c);
+    } else {
+      if (gated_context) z = gated(of_hidden[1] + f_beta->bias, z);
+      // The gates [B_t, 4H] are the sum of the three parts, added inside the fused cell (satcap/ops/lstm_cell.h).
+      std::tie(h, c) = lstm_cell({gates_emb_steps[static_cast<size_t>(t)], from_context.next(z), of_hidden.back()}, st.c);
+    }
     hs.push_back(h);
     zs.push_back(z);
     alphas.push_back(alpha);
@@ -181,16 +217,32 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
   // The output layer runs once over the valid steps: [N, m], [N, H], [N, D] -> [N, V].
   out.valid_logits = output_logits(emb, packed(hs, options_.hidden_dim, fopts), packed(zs, features.size(2), fopts));
   out.valid_index = index;
-  out.alphas = unpack(packed(alphas, n, fopts), 1.0 / n);   // [B, S, n]
+  // Off the CPU kernels, with soft attention and no doubly stochastic term nothing differentiates
+  // alpha_t through out.alphas (the loss multiplies it by alpha_c = 0): it stays out of the graph,
+  // one gradient accumulation per step less.
+  const bool alphas_in_graph = !generic || hard || options_.alpha_c != 0;
+  const at::Tensor alphas_packed = packed(alphas, n, fopts);
+  out.alphas = unpack(alphas_in_graph ? alphas_packed : alphas_packed.detach(), 1.0 / n);  // [B, S, n]
   out.targets = caps.slice(1, 1, S + 1);       // [B, S]
   auto valid = lengths.to(dev, at::kLong).sub(1).unsqueeze(1);                       // [B, 1]
   out.mask = (at::arange(S, caps.options()).unsqueeze(0) < valid).to(features.scalar_type());  // [B, S]
+  at::Tensor sample_lp_packed, entropies_packed;  // [N]
+  if (hard && generic) {
+    // log alpha_t of every valid step at once, then H(alpha_t) and log alpha_t[s_t].
+    const at::Tensor alpha_packed = packed(alphas, n, fopts);
+    const at::Tensor log_alpha = at::log_softmax(packed(scores_of, n, fopts), 1, at::kFloat);  // [N, n]
+    entropies_packed = -(alpha_packed * log_alpha).sum(1);
+    if (located) sample_lp_packed = log_alpha.gather(1, packed(samples, -1, caps.options()).unsqueeze(1)).squeeze(1);
+  } else {
+    if (located) sample_lp_packed = packed(sample_lp, -1, fopts);
+    if (hard) entropies_packed = packed(entropies, -1, fopts);
+  }
   if (located) {
     out.samples = unpack(packed(samples, -1, caps.options()), 0);               // [B, S]
-    out.sample_log_probs = unpack(packed(sample_lp, -1, fopts), -std::log(static_cast<double>(n)));
+    out.sample_log_probs = unpack(sample_lp_packed, -std::log(static_cast<double>(n)));
     out.sampled = true;
   }
-  if (hard) out.entropies = unpack(packed(entropies, -1, fopts), std::log(static_cast<double>(n)));
+  if (hard) out.entropies = unpack(entropies_packed, std::log(static_cast<double>(n)));
   return out;
 }
 

@@ -141,6 +141,63 @@ struct FusedContext : public torch::autograd::Function<FusedContext> {
   }
 };
 
+// One step's scores of a ScoreSequence on any device (what CUDA runs), with a hand-written
+// backward: forward three operations (the broadcast add, the activation, a matrix-vector product),
+// backward five (the outer product with w, the activation's gradient, the row sum for U_a h, and
+// running sums for the projected features' and w's gradients, which the sequence's first step
+// hands to autograd once, as FusedScores does), where autograd's backward of the plain expression
+// also adds every step's full [images, n, A] gradient of the shared projected features.
+// Outputs: the scores [R, n] and `projected`, passed on to the next step (see FusedScores).
+struct GenericScores : public torch::autograd::Function<GenericScores> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& projected, const at::Tensor& hidden,
+                               const at::Tensor& weight, const at::Tensor& bias, bool relu, const at::Tensor& sum_projected,
+                               const at::Tensor& sum_weight, bool first) {
+    const int64_t R = hidden.size(0), n = projected.size(1), A = projected.size(2);
+    auto t = projected.narrow(0, 0, R) + hidden.unsqueeze(1);  // [R, n, A]  W_a a_i + b + U_a h_{t-1}
+    relu ? t.relu_() : t.tanh_();
+    // [R, n]  w^T act(.) (under CPU autocast t may be bfloat16 and w float: mv takes one type)
+    auto e = at::mv(t.view({R * n, A}), weight.view({A}).to(t.scalar_type())).view({R, n});
+    const bool has_bias = bias.numel() == 1;
+    if (has_bias) e.add_(bias);
+    ctx->set_materialize_grads(false);
+    ctx->save_for_backward({t, weight});
+    ctx->saved_data["sum_projected"] = sum_projected;  // empty until the sequence's first backward
+    ctx->saved_data["sum_weight"] = sum_weight;
+    ctx->saved_data["images"] = projected.size(0);
+    ctx->saved_data["relu"] = relu;
+    ctx->saved_data["first"] = first;
+    ctx->saved_data["has_bias"] = has_bias;
+    return {e, projected};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &t = saved[0], &weight = saved[1];  // [R, n, A], [1, A]
+    at::Tensor sum_projected = ctx->saved_data["sum_projected"].toTensor();
+    at::Tensor sum_weight = ctx->saved_data["sum_weight"].toTensor();
+    const int64_t R = t.size(0), n = t.size(1), A = t.size(2);
+    if (sum_projected.numel() == 0) {  // the last step's backward runs first: the sums start here
+      sum_projected.resize_({ctx->saved_data["images"].toInt(), n, A}).zero_();
+      sum_weight.resize_({A}).zero_();
+    }
+    at::Tensor du, db;
+    if (grads[0].defined()) {
+      const at::Tensor& de = grads[0];                                     // [R, n]
+      auto dt = de.unsqueeze(2) * weight.view({1, 1, A});                  // [R, n, A]
+      auto dpre = ctx->saved_data["relu"].toBool() ? at::threshold_backward(dt, t, 0) : at::tanh_backward(dt, t);
+      du = dpre.sum(1);                                                    // [R, A]  dL/d(U_a h_{t-1})
+      sum_projected.narrow(0, 0, R).add_(dpre);
+      // [A]  += act(.)^T de (under autocast in the sums' type: t may be bfloat16, de float)
+      const auto type = sum_weight.scalar_type();
+      sum_weight.addmv_(t.view({R * n, A}).t().to(type), de.reshape({R * n}).to(type));
+      if (ctx->saved_data["has_bias"].toBool()) db = de.sum().view({1});
+    }
+    const bool first = ctx->saved_data["first"].toBool();
+    return {first ? sum_projected : at::Tensor(), du, first ? sum_weight.view({1, A}) : at::Tensor(), db,
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 void check_shapes(const at::Tensor& projected, const at::Tensor& hidden, const at::Tensor& weight, int64_t beam) {
   TORCH_CHECK(projected.dim() == 3 && hidden.dim() == 2 && hidden.size(1) == projected.size(2) &&
                   weight.numel() == projected.size(2),
@@ -180,8 +237,16 @@ ScoreSequence::ScoreSequence(at::Tensor projected, at::Tensor weight, at::Tensor
 
 at::Tensor ScoreSequence::next(const at::Tensor& hidden) {
   check_shapes(projected_, hidden, weight_, 1);
-  if (!cpu_float({&projected_, &hidden, &weight_}))
-    return attention_scores_reference(projected_, hidden, weight_, bias_, 1, relu_);
+  if (!cpu_float({&projected_, &hidden, &weight_})) {
+    if (!generic_sums_.defined()) {
+      generic_sums_ = at::empty({0}, projected_.options().requires_grad(false));
+      generic_weight_sum_ = at::empty({0}, projected_.options().requires_grad(false));
+    }
+    auto out = GenericScores::apply(projected_, hidden, weight_, bias_, relu_, generic_sums_, generic_weight_sum_, first_);
+    first_ = false;
+    projected_ = out[1];  // the next step consumes this step's output
+    return out[0];
+  }
   auto out = FusedScores::apply(projected_, hidden, weight_, bias_, int64_t{1}, relu_, sum_, true, first_);
   first_ = false;
   projected_ = out[1];  // the next step consumes this step's output

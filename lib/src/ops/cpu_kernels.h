@@ -1,4 +1,4 @@
-// What the operations backed by the hand-written CPU kernels (lib/src/kernels) share: which
+// What the operations backed by the hand-written CPU kernels (lib/src/ops/cpu) share: which
 // tensors they take, and how finely they split work across at::parallel_for's threads.
 #pragma once
 
@@ -8,10 +8,14 @@
 #include <cstdint>
 #include <initializer_list>
 
+#include "satcap/ops/fused_kernels.h"
+
 namespace satcap::detail {
 
-// The kernels take CPU float32 tensors; anything else goes to the ATen expression they replace.
+// The kernels take CPU float32 tensors; anything else, or everything while the fused CPU kernels
+// are switched off (satcap/ops/fused_kernels.h), goes to the ATen expression they replace.
 inline bool cpu_float(std::initializer_list<const at::Tensor*> tensors) {
+  if (!fused_cpu_kernels_enabled()) return false;
   for (const at::Tensor* t : tensors)
     if (!t->device().is_cpu() || t->scalar_type() != at::kFloat) return false;
   return true;

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/autograd.h>
 
 #include <string>
@@ -80,6 +81,60 @@ struct FusedLstmCell : public torch::autograd::Function<FusedLstmCell> {
   }
 };
 
+// The same cell on any device (what CUDA runs), as few ATen operations as the arithmetic allows:
+// forward six after the parts' sum (one sigmoid over all four gates, tanh of g, c' = f c + i g as a
+// product and an addcmul, tanh c', h' = o tanh c'), backward at most ten, where autograd's backward
+// of the plain expression (lstm_cell_reference) runs about twice as many. On CUDA, with one part,
+// ATen's fused LSTM-cell kernel (one launch each way) takes over.
+struct GenericLstmCell : public torch::autograd::Function<GenericLstmCell> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& p0, const at::Tensor& p1, const at::Tensor& p2,
+                               const at::Tensor& c, int64_t count) {
+    at::Tensor a = p0;  // [R, 4H]  the gates' pre-activations: i, f, g, o
+    if (count > 1) a = a + p1;
+    if (count > 2) a = a + p2;
+    const int64_t H = c.size(1);
+    auto s = at::sigmoid(a);                  // [R, 4H]  i, f, o (the g slot is not used)
+    auto g = at::tanh(a.narrow(1, 2 * H, H));  // [R, H]
+    auto c_new = at::mul(s.narrow(1, H, H), c).addcmul_(s.narrow(1, 0, H), g);  // f c + i g
+    auto tanh_c = at::tanh(c_new);
+    auto h_new = at::mul(s.narrow(1, 3 * H, H), tanh_c);
+    ctx->set_materialize_grads(false);
+    ctx->save_for_backward({c, s, g, tanh_c});
+    ctx->saved_data["parts"] = count;
+    return {h_new, c_new};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &c = saved[0], &s = saved[1], &g = saved[2], &tanh_c = saved[3];
+    const auto parts = ctx->saved_data["parts"].toInt();
+    const at::Tensor &dh = grads[0], &dc = grads[1];
+    if (!dh.defined() && !dc.defined()) return variable_list(5);
+    const int64_t H = c.size(1);
+    auto gate = [&](int64_t k) { return s.narrow(1, k * H, H); };  // 0 i, 1 f, 3 o
+    // dL/dc' = dc + dh o (1 - tanh^2 c')
+    at::Tensor dcs = dh.defined() ? at::tanh_backward(dh * gate(3), tanh_c) : dc;
+    if (dh.defined() && dc.defined()) dcs.add_(dc);
+    // The gates' gradients before their activations: sigmoid's derivative for i, f, o, tanh's for g.
+    auto upstream = at::empty_like(s);  // [R, 4H]  dL/d(activation)
+    auto slot = [&](const at::Tensor& x, int64_t k) {
+      at::Tensor part = x.narrow(1, k * H, H);
+      return part;
+    };
+    at::Tensor up_i = slot(upstream, 0), up_f = slot(upstream, 1), up_g = slot(upstream, 2), up_o = slot(upstream, 3);
+    at::mul_out(up_i, dcs, g);
+    at::mul_out(up_f, dcs, c);
+    at::mul_out(up_g, dcs, gate(0));
+    if (dh.defined()) at::mul_out(up_o, dh, tanh_c);
+    else up_o.zero_();
+    auto da = at::sigmoid_backward(upstream, s);  // right for i, f, o
+    at::Tensor da_g = slot(da, 2);
+    at::tanh_backward_out(da_g, up_g, g);  // and g's
+    auto dc_in = dcs * gate(1);
+    return {da, parts > 1 ? da : at::Tensor(), parts > 2 ? da : at::Tensor(), dc_in, at::Tensor()};
+  }
+};
+
 void check_shapes(const std::vector<at::Tensor>& parts, const at::Tensor& c) {
   auto shape = [](const at::Tensor& x) { return x.defined() ? c10::str(x.sizes()) : std::string("undefined"); };
   bool ok = !parts.empty() && parts.size() <= 3 && c.defined() && c.dim() == 2;
@@ -108,8 +163,25 @@ std::pair<at::Tensor, at::Tensor> lstm_cell(const std::vector<at::Tensor>& gate_
   check_shapes(gate_parts, c);
   bool cpu = detail::cpu_float({&c});
   for (const auto& p : gate_parts) cpu = cpu && detail::cpu_float({&p});
-  if (!cpu) return lstm_cell_reference(gate_parts, c);
   const at::Tensor none = at::empty({0}, c.options());
+  if (!cpu) {
+    // A record scope of its own, so that `satcap bench --only ops` can tell the cell's operations
+    // from the rest of the step (its backward node is recorded by the autograd engine).
+    RECORD_FUNCTION("satcap::lstm_cell", std::vector<c10::IValue>());
+    bool same_type = true;
+    for (const auto& p : gate_parts) same_type = same_type && p.scalar_type() == c.scalar_type();
+    if (c.is_cuda() && gate_parts.size() <= 2 && same_type) {
+      // ATen's CUDA kernel sums two gate parts and computes h', c' in one launch (and its backward
+      // in one more; the generic training forward hands it two parts on CUDA).
+      auto out = at::_thnn_fused_lstm_cell(gate_parts[0],
+                                           gate_parts.size() > 1 ? gate_parts[1] : at::zeros_like(gate_parts[0]), c);
+      return {std::get<0>(out), std::get<1>(out)};
+    }
+    auto out = GenericLstmCell::apply(gate_parts[0], gate_parts.size() > 1 ? gate_parts[1] : none,
+                                      gate_parts.size() > 2 ? gate_parts[2] : none, c,
+                                      static_cast<int64_t>(gate_parts.size()));
+    return {out[0], out[1]};
+  }
   auto out = FusedLstmCell::apply(gate_parts[0], gate_parts.size() > 1 ? gate_parts[1] : none,
                                   gate_parts.size() > 2 ? gate_parts[2] : none, c,
                                   static_cast<int64_t>(gate_parts.size()));

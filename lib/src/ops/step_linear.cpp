@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "ops/cpu_kernels.h"
 #include "ops/cpu/small_gemm_kernels.h"
+#include "satcap/ops/fused_kernels.h"
 #include "satcap/runtime/error.h"
 
 namespace satcap {
@@ -64,11 +66,13 @@ at::Tensor panel_product(const at::Tensor& x, const at::Tensor& packed, int64_t 
 // Outputs y = x W^T and W itself, passed on to the next step: the next step's node consumes this
 // one's output, so its backward runs first and the first step's backward runs last; that one
 // computes dW over every step's rows (and adds any gradient that reached the passed-on weight).
+// With a bias (a defined, non-empty [R_t, out] or [out]), y = bias + x W^T in one addmm; its
+// gradient is y's.
 struct DeferredLinear : public torch::autograd::Function<DeferredLinear> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
-                               const at::Tensor& inputs, const at::Tensor& grads, const at::Tensor& used,
-                               const at::Tensor& packed_forward, const at::Tensor& packed_backward, int64_t offset,
-                               bool first) {
+                               const at::Tensor& bias, const at::Tensor& inputs, const at::Tensor& grads,
+                               const at::Tensor& used, const at::Tensor& packed_forward,
+                               const at::Tensor& packed_backward, int64_t offset, bool first) {
     const int64_t rows = x.size(0);
     inputs.narrow(0, offset, rows).copy_(x);
     ctx->set_materialize_grads(false);  // no zero-filled [out, in] for the passed-on weight
@@ -80,12 +84,15 @@ struct DeferredLinear : public torch::autograd::Function<DeferredLinear> {
     ctx->saved_data["rows"] = rows;
     ctx->saved_data["first"] = first;
     ctx->saved_data["packed_backward"] = packed_backward;
+    const bool has_bias = bias.numel() > 0;
+    ctx->saved_data["has_bias"] = has_bias;
     at::Tensor y;  // [R_t, out]
     if (panel_rows(x, weight)) {
       pack_once(packed_forward, weight, /*transposed=*/true);  // B = W^T [in, out]
       y = panel_product(x, packed_forward, weight.size(0));
+      if (has_bias) y.add_(bias);
     } else {
-      y = at::mm(x, weight.t());
+      y = has_bias ? at::addmm(bias, x, weight.t()) : at::mm(x, weight.t());
     }
     return {y, weight};
   }
@@ -113,13 +120,64 @@ struct DeferredLinear : public torch::autograd::Function<DeferredLinear> {
       auto all = at::mm(grads.narrow(0, 0, rows_used).t(), inputs.narrow(0, 0, rows_used));
       dw = dw.defined() ? dw + all : all;
     }
-    return {dx, dw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    at::Tensor dbias;
+    if (ctx->saved_data["has_bias"].toBool() && g[0].defined()) dbias = g[0];
+    return {dx, dw, dbias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// Off the CPU kernels (what CUDA runs): y = x W^T (+ bias) with no copies into row buffers, so one
+// launch per step forward and one (dx) backward. The steps' inputs are kept as they are, in the
+// order of the steps, and their output gradients as they arrive (last step first); the first step's
+// backward, which runs last, joins each list once and computes dW over all the steps in one
+// product, as DeferredLinear does from its buffers.
+struct ListedLinear : public torch::autograd::Function<ListedLinear> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                               const at::Tensor& bias, c10::List<at::Tensor> inputs, c10::List<at::Tensor> grads,
+                               bool first) {
+    const bool has_bias = bias.numel() > 0;
+    inputs.push_back(x);
+    ctx->set_materialize_grads(false);
+    ctx->save_for_backward({weight});
+    ctx->saved_data["inputs"] = inputs;
+    ctx->saved_data["grads"] = grads;
+    ctx->saved_data["first"] = first;
+    ctx->saved_data["has_bias"] = has_bias;
+    ctx->saved_data["rows"] = x.size(0);
+    return {has_bias ? at::addmm(bias, x, weight.t()) : at::mm(x, weight.t()), weight};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list g) {
+    const at::Tensor weight = ctx->get_saved_variables()[0];  // [out, in]
+    auto grads = ctx->saved_data["grads"].toTensorList();
+    at::Tensor dy = g[0].defined() ? g[0] : at::zeros({ctx->saved_data["rows"].toInt(), weight.size(0)}, weight.options());
+    grads.push_back(dy);
+    // Under autocast the forward's product ran in a lower precision and its gradients come in that
+    // type: the backward's products run in it too, and dW returns in the weight's own type.
+    const auto type = dy.scalar_type();
+    at::Tensor dx = g[0].defined() ? at::mm(dy, weight.to(type)) : at::Tensor();  // [R_t, in]
+    at::Tensor dw = g[1];
+    if (ctx->saved_data["first"].toBool()) {
+      auto inputs = ctx->saved_data["inputs"].toTensorList();
+      std::vector<at::Tensor> dys(grads.begin(), grads.end());
+      std::reverse(dys.begin(), dys.end());  // into the steps' order
+      std::vector<at::Tensor> xs(inputs.begin(), inputs.end());
+      auto all = at::mm(at::cat(dys, 0).t(), at::cat(xs, 0).to(type)).to(weight.scalar_type());  // [out, in]
+      dw = dw.defined() ? dw + all : all;
+      grads.clear();  // a second backward over the same graph (retain_graph) collects them again;
+                      // the inputs stay until the graph is freed
+    }
+    at::Tensor dbias;
+    if (ctx->saved_data["has_bias"].toBool() && g[0].defined()) dbias = g[0];
+    return {dx, dw, dbias, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 }  // namespace
 
-StepLinearSequence::StepLinearSequence(at::Tensor weight, int64_t total_rows) : weight_(std::move(weight)) {
+StepLinearSequence::StepLinearSequence(at::Tensor weight, int64_t total_rows)
+    : weight_(std::move(weight)), total_rows_(total_rows), listed_(!uses_fused_cpu_kernels(weight_)) {
+  if (listed_) return;  // no row buffers off the CPU kernels (ListedLinear)
   inputs_ = at::empty({total_rows, weight_.size(1)}, weight_.options().requires_grad(false));
   grads_ = at::empty({total_rows, weight_.size(0)}, weight_.options().requires_grad(false));
   used_ = at::zeros({1}, at::TensorOptions().dtype(at::kLong));  // on the CPU, read by the backward
@@ -127,13 +185,23 @@ StepLinearSequence::StepLinearSequence(at::Tensor weight, int64_t total_rows) : 
   packed_backward_ = at::empty({0}, weight_.options().requires_grad(false));
 }
 
-at::Tensor StepLinearSequence::next(const at::Tensor& x) {
+at::Tensor StepLinearSequence::next(const at::Tensor& x) { return next(x, at::Tensor()); }
+
+at::Tensor StepLinearSequence::next(const at::Tensor& x, const at::Tensor& bias) {
   if (x.dim() != 2 || x.size(1) != weight_.size(1))
     throw UsageError("step linear: input of shape " + c10::str(x.sizes()) + " for a weight of shape " +
                      c10::str(weight_.sizes()));
-  if (offset_ + x.size(0) > inputs_.size(0))
-    throw UsageError("step linear: more rows than the " + std::to_string(inputs_.size(0)) + " announced");
-  auto out = DeferredLinear::apply(x, weight_, inputs_, grads_, used_, packed_forward_, packed_backward_, offset_, first_);
+  if (offset_ + x.size(0) > total_rows_)
+    throw UsageError("step linear: more rows than the " + std::to_string(total_rows_) + " announced");
+  const at::Tensor b = bias.defined() ? bias : at::empty({0}, x.options());  // autograd takes no undefined input
+  if (listed_) {
+    auto out = ListedLinear::apply(x, weight_, b, listed_inputs_, listed_grads_, first_);
+    offset_ += x.size(0);
+    first_ = false;
+    weight_ = out[1];
+    return out[0];
+  }
+  auto out = DeferredLinear::apply(x, weight_, b, inputs_, grads_, used_, packed_forward_, packed_backward_, offset_, first_);
   offset_ += x.size(0);
   used_.data_ptr<int64_t>()[0] = offset_;
   first_ = false;

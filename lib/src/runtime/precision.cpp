@@ -14,12 +14,12 @@ namespace {
 
 // LibTorch 2.4 made autocast's switches per device type; before, CUDA and the CPU had their own.
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-bool autocast_enabled(c10::DeviceType t) { return at::autocast::is_autocast_enabled(t); }
+bool autocast_on(c10::DeviceType t) { return at::autocast::is_autocast_enabled(t); }
 void set_autocast_enabled(c10::DeviceType t, bool on) { at::autocast::set_autocast_enabled(t, on); }
 c10::ScalarType autocast_dtype(c10::DeviceType t) { return at::autocast::get_autocast_dtype(t); }
 void set_autocast_dtype(c10::DeviceType t, c10::ScalarType dtype) { at::autocast::set_autocast_dtype(t, dtype); }
 #else
-bool autocast_enabled(c10::DeviceType t) {
+bool autocast_on(c10::DeviceType t) {
   return t == c10::DeviceType::CUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
 }
 void set_autocast_enabled(c10::DeviceType t, bool on) {
@@ -36,6 +36,8 @@ void set_autocast_dtype(c10::DeviceType t, c10::ScalarType dtype) {
 #endif
 
 }  // namespace
+
+bool autocast_enabled(c10::DeviceType type) { return autocast_on(type); }
 
 Precision parse_precision(const std::string& name, const std::string& option) {
   return parse_enum<Precision>(name, option);

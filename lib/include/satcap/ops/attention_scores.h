@@ -29,6 +29,7 @@ class ScoreSequence {
 
  private:
   at::Tensor projected_, weight_, bias_, sum_;
+  at::Tensor generic_sums_, generic_weight_sum_;  // the device-generic path's running gradients
   bool relu_ = false, first_ = true;
 };
 

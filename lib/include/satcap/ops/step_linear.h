@@ -7,6 +7,7 @@
 // packed once per sequence for each direction. Device-generic.
 #pragma once
 
+#include <ATen/core/List.h>
 #include <ATen/core/Tensor.h>
 
 namespace satcap {
@@ -17,6 +18,9 @@ class StepLinearSequence {
   StepLinearSequence(at::Tensor weight, int64_t total_rows);
   // x [R_t, in] -> [R_t, out]. Throws UsageError past total_rows.
   at::Tensor next(const at::Tensor& x);
+  // bias + x W^T: bias [R_t, out] (or [out]) is added in the same product (addmm) off the CPU
+  // kernels; its gradient is the output's.
+  at::Tensor next(const at::Tensor& x, const at::Tensor& bias);
 
  private:
   at::Tensor weight_;  // the weight as the next step takes it (each step passes it on)
@@ -25,6 +29,10 @@ class StepLinearSequence {
   at::Tensor used_;    // [1] int64 (CPU)    rows written so far: what the weight gradient sums over
   at::Tensor packed_forward_;   // W^T in panels for the forward, made by the first step that needs it
   at::Tensor packed_backward_;  // W in panels for the backward's dx, made by the first backward that needs it
+  int64_t total_rows_ = 0;
+  // Off the CPU kernels: the steps' inputs and gradients as lists instead of row buffers.
+  bool listed_ = false;
+  c10::List<at::Tensor> listed_inputs_, listed_grads_;
   int64_t offset_ = 0;
   bool first_ = true;
 };

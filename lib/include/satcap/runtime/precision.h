@@ -44,6 +44,9 @@ std::string precision_name(Precision precision);
 // autocast has bfloat16 only).
 void check_precision(Precision precision, const c10::Device& device);
 
+// Whether LibTorch's autocast is on for `type`'s devices now.
+bool autocast_enabled(c10::DeviceType type);
+
 // Autocast on for `device`'s type, with the precision's dtype, while the scope lives (fp32: does
 // nothing). Leaving the outermost scope drops autocast's cache of cast weights, so the next step
 // casts the updated weights again. Run the forward and the loss inside, the backward outside (as
