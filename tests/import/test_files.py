@@ -13,6 +13,7 @@
                                  tools/import_tutorial.py's main() on each (one Python start for
                                  all) and prints [{"case", "checkpoint", "word_map", "out", "code",
                                  "message", "files" (in out, null if none), "evil_ran"}].
+    test_files.py photos OUT     OUT/*.png: the 20 photographs only (tools/tutorial/speed.sh).
     test_files.py resnet OUT     OUT/r18.pth: a torchvision resnet18 state dict with random weights
                                  (BatchNorm statistics too), OUT/photo.png, and OUT/r18_regions.pt:
                                  torchvision's layer4 map of that photo pooled to 7x7, [1, 49, 512].
@@ -39,7 +40,7 @@ MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
-def photos(out, count):
+def photos(out, count=20):
     """count 256x256 PNGs: three square crops (centre, mirrored corner, rotated corner) per photo."""
     os.makedirs(out, exist_ok=True)
     paths = sorted(glob.glob(os.path.join(PHOTOS, "*.jpg")))
@@ -153,6 +154,6 @@ def resnet(out):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("parity", "refusals", "resnet"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("parity", "refusals", "resnet", "photos"):
         sys.exit(__doc__)
     globals()[sys.argv[1]](os.path.abspath(sys.argv[2]))
