@@ -14,8 +14,11 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstdint>
 #include <map>
+#include <regex>
 #include <set>
+#include <string>
 
 #include "satcap/data/image.h"
 #include "satcap/decode/captioner.h"
@@ -174,10 +177,20 @@ TEST_CASE("imported tutorial models caption as the Python reference does: greedy
     const std::vector<int> eah = name == "tiny" ? std::vector<int>{24, 20, 28} : std::vector<int>{32, 18, 26};
     CHECK(std::vector<int>{d.at("embed_dim").get<int>(), d.at("attention_dim").get<int>(), d.at("hidden_dim").get<int>()} == eah);
     std::set<std::string> listed, present;
+    // Exactly {"<file>": {"sha256": "<64 lowercase hex>", "bytes": N}}, the digest coreutils' own.
     for (const auto& [file, entry] : config.at("files").items()) {
+      INFO("files: " << file << ": " << entry.dump());
       listed.insert(file);
-      CHECK(entry.at("bytes") == fs::file_size(bundle / file));
-      CHECK(entry.at("sha256").get<std::string>().size() == 64);
+      REQUIRE(entry.is_object());
+      CHECK(entry.size() == 2);
+      REQUIRE(entry.at("bytes").is_number_unsigned());
+      CHECK(entry.at("bytes").get<std::uintmax_t>() == fs::file_size(bundle / file));
+      const std::string digest = entry.at("sha256").get<std::string>();
+      CHECK(std::regex_match(digest, std::regex("[0-9a-f]{64}")));
+      if (fs::exists("/usr/bin/sha256sum")) {
+        const CommandResult sum = run_program("/usr/bin/sha256sum", {(bundle / file).string()});
+        CHECK(sum.out.substr(0, 64) == digest);
+      }
     }
     for (const auto& e : fs::directory_iterator(bundle))
       if (e.path().filename() != "config.json") present.insert(e.path().filename().string());
