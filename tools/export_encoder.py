@@ -118,6 +118,10 @@ def main():
             sys.exit(f"export_encoder: {a.weights}: not the weights of a torchvision {a.arch}: "
                      f"{' '.join(str(e).split())[:400]}")
     weights = "none (untrained)" if a.weights == "none" else os.path.basename(a.weights)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    except OSError as e:
+        sys.exit(f"export_encoder: {a.out}: cannot make its folder: {e.strerror}")
     meta, _ = export(Trunk(net, a.grid), a.out, a.arch, weights, a.input_size, a.grid)
     print(f"{a.out}: {a.arch} at {a.input_size}x{a.input_size} -> [B, {meta['dim']}, {a.grid}, {a.grid}]")
 
