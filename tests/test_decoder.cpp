@@ -112,6 +112,43 @@ TEST_CASE("the decoder registers stable state-dict names and the baseline buffer
   REQUIRE(plain->out_vocab->weight.size(1) == o.hidden_dim);
 }
 
+TEST_CASE("init_state linear is f_init(mean a_i) without tanh; tanh and zeros as documented", "[decoder]") {
+  torch::manual_seed(11);
+  auto o = tiny_options();
+  o.init_state = InitState::linear;
+  Decoder linear(o);
+  linear->eval();
+  at::NoGradGuard no_grad;
+  linear->init_h->weight.mul_(4);  // values beyond tanh's range, so that a stray tanh shows
+  linear->init_c->weight.mul_(4);
+  const auto features = at::randn({3, 4, 5}) * 2;
+  const auto mean = features.mean(1);
+  const auto want_h = at::matmul(mean, linear->init_h->weight.t()) + linear->init_h->bias;
+  const auto want_c = at::matmul(mean, linear->init_c->weight.t()) + linear->init_c->bias;
+  REQUIRE(want_h.abs().max().item<float>() > 1.5f);
+  auto st = linear->init_state(features);
+  CHECK(at::allclose(st.h, want_h, 1e-5, 1e-6));
+  CHECK(at::allclose(st.c, want_c, 1e-5, 1e-6));
+
+  // The same weights under tanh (the original code) and zeros.
+  o.init_state = InitState::tanh;
+  Decoder squashed(o);
+  auto theirs = linear->named_parameters();
+  for (auto& p : squashed->named_parameters()) p.value().copy_(theirs[p.key()]);
+  auto st_tanh = squashed->init_state(features);
+  CHECK(at::allclose(st_tanh.h, at::tanh(want_h), 1e-5, 1e-6));
+  CHECK(at::allclose(st_tanh.c, at::tanh(want_c), 1e-5, 1e-6));
+  CHECK_FALSE(at::allclose(st_tanh.h, st.h, 1e-3, 1e-3));
+  // The first step's word distribution depends on which one it is.
+  const auto first = at::full({3}, 1, at::kLong);
+  CHECK_FALSE(at::allclose(linear->step(first, st).log_probs, squashed->step(first, st_tanh).log_probs, 1e-4, 1e-4));
+  o.init_state = InitState::zeros;
+  Decoder zeros(o);
+  auto st_zeros = zeros->init_state(features);
+  CHECK(at::equal(st_zeros.h, at::zeros_like(want_h)));
+  CHECK(at::equal(st_zeros.c, at::zeros_like(want_c)));
+}
+
 TEST_CASE("teacher-forced forward has the documented shapes", "[decoder]") {
   torch::manual_seed(1);
   for (auto kind : {AttentionKind::soft, AttentionKind::hard}) {

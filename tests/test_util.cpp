@@ -15,11 +15,11 @@ extern char** environ;
 
 namespace fs = std::filesystem;
 
-CommandResult run_satcap(const std::vector<std::string>& args) {
+CommandResult run_program(const std::string& program, const std::vector<std::string>& args) {
   static int counter = 0;  // ctest runs tests in parallel processes: keep their files apart
-  fs::path dir = fresh_temp_dir("run_satcap_io_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
+  fs::path dir = fresh_temp_dir("run_program_io_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
   fs::path out_path = dir / "stdout", err_path = dir / "stderr";
-  std::vector<std::string> argv_storage{SATCAP_BINARY};
+  std::vector<std::string> argv_storage{program};
   argv_storage.insert(argv_storage.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_storage) argv.push_back(a.data());
@@ -31,9 +31,9 @@ CommandResult run_satcap(const std::vector<std::string>& args) {
   posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, SATCAP_BINARY, &actions, nullptr, argv.data(), environ);
+  int rc = posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error(std::string("cannot start ") + SATCAP_BINARY);
+  if (rc != 0) throw std::runtime_error("cannot start " + program);
   int status = 0;
   waitpid(pid, &status, 0);
   CommandResult result;
@@ -42,6 +42,8 @@ CommandResult run_satcap(const std::vector<std::string>& args) {
   result.err = read_text_file(err_path);
   return result;
 }
+
+CommandResult run_satcap(const std::vector<std::string>& args) { return run_program(SATCAP_BINARY, args); }
 
 fs::path fresh_temp_dir(const std::string& name) {
   fs::path dir = fs::path(SATCAP_TEST_TMP) / name;

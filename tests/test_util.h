@@ -16,6 +16,8 @@ struct CommandResult {
 
 // Runs build/satcap with the arguments (no shell involved) and captures its output.
 CommandResult run_satcap(const std::vector<std::string>& args);
+// The same for any program (an absolute path, e.g. /usr/bin/python3).
+CommandResult run_program(const std::string& program, const std::vector<std::string>& args);
 
 // A fresh, empty folder under the build tree's test-tmp/, named after the test.
 std::filesystem::path fresh_temp_dir(const std::string& name);

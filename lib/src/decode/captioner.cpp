@@ -78,6 +78,18 @@ CaptionedImage ImageCaption::to_captioned_image() const {
 
 namespace {
 
+// Where the TorchScript file a bundle's config.json names lies. A relative path is the bundle's own
+// first (bundle/path, then bundle/<file name>: an imported bundle, or one copied with its encoder),
+// so that a file of the same name in the current directory (another bundle's, when captioning from
+// inside its folder) is never taken instead; as written (from the current directory) only when the
+// bundle holds neither (a model trained with `--encoder RELATIVE/PATH.pt`, used from that folder).
+fs::path bundle_encoder_file(const fs::path& bundle_dir, const fs::path& file) {
+  if (file.empty() || file.is_absolute()) return file;
+  for (const fs::path& own : {bundle_dir / file, bundle_dir / file.filename()})
+    if (fs::exists(own)) return own;
+  return file;
+}
+
 // The encoder a bundle's config.json describes (Encoder::describe() of the features it was trained on).
 EncoderOptions encoder_options_for(const Bundle& bundle, const std::string& models_dir) {
   const fs::path config = bundle.dir / "config.json";
@@ -90,10 +102,7 @@ EncoderOptions encoder_options_for(const Bundle& bundle, const std::string& mode
   if (source == "embedded") {
     options.source = e.value("name", std::string());
   } else if (source == "torchscript") {
-    fs::path file = e.value("file", std::string());
-    // A relative path is taken as written, else next to the bundle (a bundle copied with its encoder).
-    if (file.is_relative() && !fs::exists(file) && fs::exists(bundle.dir / file.filename())) file = bundle.dir / file.filename();
-    options.source = file.string();
+    options.source = bundle_encoder_file(bundle.dir, e.value("file", std::string())).string();
   } else {
     throw ModelError(config.string() + ": encoder source '" + source + "' is not one satcap knows (embedded, torchscript)");
   }

@@ -179,6 +179,15 @@ void save_bundle(const Bundle& bundle, const fs::path& dir_in) {
 }
 
 Bundle load_bundle(const fs::path& dir_in, const std::string& expected_encoder_identity, c10::Device device) {
+  if (fs::is_regular_file(dir_in)) {
+    const std::string ext = dir_in.extension().string();
+    const bool pytorch = ext == ".tar" || ext == ".pth" || ext == ".pt" || ext == ".ckpt";
+    throw ModelError(dir_in.string() + ": a file, not a model folder (a folder holding config.json, vocab.json and "
+                                       "weights.pt)" +
+                     (pytorch ? std::string("; a checkpoint of the PyTorch tutorial (a-PyTorch-Tutorial-to-Image-"
+                                            "Captioning) becomes one with tools/import_tutorial.py (docs/import.md)")
+                              : std::string()));
+  }
   fs::path dir = resolve_bundle_dir(dir_in);
   if (!fs::is_directory(dir))
     throw ModelError(dir.string() + ": no such model directory (train one with `satcap train`, or give the path "
