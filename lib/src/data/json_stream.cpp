@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/json_input.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -68,6 +69,8 @@ StreamedJson stream_json_arrays(const fs::path& file, const std::vector<ArrayRea
     throw InputError(file.string() + ": malformed JSON at byte " + std::to_string(e.byte) + " of " +
                      (ec ? std::string("?") : std::to_string(size)) +
                      (at == std::string::npos ? what : " (" + what.substr(at) + ")"));
+  } catch (const json::out_of_range& e) {  // a number beyond a double's range (1e999)
+    throw InputError(file.string() + ": malformed JSON (" + json_error_text(e) + ")");
   }
   if (in.bad()) throw InputError(file.string() + ": read error");
   if (!out.rest.is_object()) return out;  // the caller names what it expected
