@@ -17,13 +17,16 @@ SATCAP_FUZZ_TARGET(feature_store) {
   fuzz::write_input("store/status.bin", parts[1]);
   std::string features;
   {
-    const auto meta = nlohmann::json::parse(parts[0], nullptr, false);
-    if (meta.is_object() && meta.value("regions", nlohmann::json()).is_number_unsigned() &&
-        meta.value("dim", nlohmann::json()).is_number_unsigned() && meta.value("keys", nlohmann::json()).is_array()) {
-      const std::uint64_t bytes = meta["regions"].get<std::uint64_t>() * meta["dim"].get<std::uint64_t>() *
-                                  meta["keys"].size() * (meta.value("dtype", "") == "float16" ? 2 : 4);
-      features.assign(static_cast<std::size_t>(std::min<std::uint64_t>(bytes, 1 << 20)), '\x3f');
-    }
+    // Read leniently here (no copies of its values: a deep one would overflow the stack in this
+    // harness, before the reader is reached).
+    const auto meta = nlohmann::json::parse(parts[0], nullptr, /*allow_exceptions=*/false);
+    auto unsigned_at = [&](const char* key) {
+      return meta.is_object() && meta.contains(key) && meta[key].is_number_unsigned() ? meta[key].get<std::uint64_t>() : 0;
+    };
+    const std::uint64_t keys = meta.is_object() && meta.contains("keys") && meta["keys"].is_array() ? meta["keys"].size() : 0;
+    const bool half = meta.is_object() && meta.contains("dtype") && meta["dtype"] == "float16";
+    const std::uint64_t bytes = unsigned_at("regions") * unsigned_at("dim") * keys * (half ? 2 : 4);
+    features.assign(static_cast<std::size_t>(std::min<std::uint64_t>(bytes, 1 << 20)), '\x3f');
   }
   fuzz::write_input("store/features.bin", features);
   const FeatureStore store = FeatureStore::open(fuzz::scratch() / "store", "", /*allow_incomplete=*/true);

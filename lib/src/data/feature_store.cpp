@@ -169,7 +169,7 @@ struct FeatureStore::Impl {
     s << in.rdbuf();
     json j;
     try {
-      j = json::parse(s.str());
+      j = json::parse(s.str(), json_depth_limit(where, ExitCode::input));
     } catch (const json::parse_error& e) {
       throw InputError(where + ": malformed JSON at byte " + std::to_string(e.byte));
     } catch (const json::out_of_range& e) {  // a number beyond a double's range (1e999)

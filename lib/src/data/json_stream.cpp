@@ -35,9 +35,11 @@ StreamedJson stream_json_arrays(const fs::path& file, const std::vector<ArrayRea
   std::vector<std::size_t> counts(readers.size(), 0);
   int current = -1;        // the reader of the top-level key being parsed, or -1
   bool in_array = false;   // inside that key's array value
+  const auto depth_limit = json_depth_limit(file.string(), ExitCode::input);
   // nlohmann reports a top-level key and its value at depth 1, the array's elements at depth 2.
   auto callback = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
     using E = json::parse_event_t;
+    depth_limit(depth, event, parsed);
     if (depth == 1) {
       if (event == E::key) {
         current = -1;

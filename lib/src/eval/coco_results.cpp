@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/json_input.h"
 
 namespace satcap {
 namespace {
@@ -15,7 +16,7 @@ nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path + ": cannot open file");
   try {
-    return nlohmann::json::parse(in);
+    return nlohmann::json::parse(in, json_depth_limit(path, ExitCode::input));
   } catch (const nlohmann::json::exception& e) {
     throw InputError(path + ": not valid JSON (" + e.what() + ")");
   } catch (const std::ios_base::failure& e) {

@@ -200,7 +200,7 @@ Vocabulary Vocabulary::load(const fs::path& path) {
   s << in.rdbuf();
   json j;
   try {
-    j = json::parse(s.str());
+    j = json::parse(s.str(), json_depth_limit(path.string(), ExitCode::model));
   } catch (const json::parse_error& e) {
     throw ModelError(path.string() + ": malformed JSON at byte " + std::to_string(e.byte));
   } catch (const json::out_of_range& e) {  // a number beyond a double's range (1e999)
