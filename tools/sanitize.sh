@@ -6,10 +6,11 @@
 # pass unseen).
 #
 #   tools/sanitize.sh [CTEST ARGS...]   everything built, the whole suite (or e.g. -L fuzz, -R robust)
-#   tools/sanitize.sh --smoke           only satcap and the fuzz replay driver built (no test
-#                                       executable): the fuzz replays (seeds and kept findings of
-#                                       every parser), then scenes, prepare, train, resume, caption,
-#                                       eval and score on a small generated data set
+#   tools/sanitize.sh --smoke           only satcap, the fuzz replay driver and the allocator's
+#                                       poisoning check built (not satcap_tests): the fuzz replays
+#                                       (seeds and kept findings of every parser), the poisoning
+#                                       check, then scenes, prepare, train, resume, caption, eval and
+#                                       score on a small generated data set
 #
 # Environment: SATCAP_SANITIZE_BUILD (default build-asan), SATCAP_SANITIZE (default
 # address,undefined), JOBS (build and test parallelism, default 2).
@@ -29,7 +30,7 @@ start=$(date +%s)
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSATCAP_USE_PCH=ON \
   -DSATCAP_SANITIZE="${SATCAP_SANITIZE:-address,undefined}" >/dev/null
 if [[ $smoke -eq 1 ]]; then
-  cmake --build "$build" -j"$jobs" --target satcap satcap_fuzz_replay
+  cmake --build "$build" -j"$jobs" --target satcap satcap_fuzz_replay satcap_asan_allocator_poison
 else
   cmake --build "$build" -j"$jobs"
 fi
@@ -46,7 +47,7 @@ export LSAN_OPTIONS="suppressions=$PWD/tools/lsan.supp:print_suppressions=0:${LS
 
 status=0
 if [[ $smoke -eq 1 ]]; then
-  (cd "$build" && ctest --output-on-failure --parallel "$jobs" --timeout 3000 -L fuzz) || status=$?
+  (cd "$build" && ctest --output-on-failure --parallel "$jobs" --timeout 3000 -L "fuzz|asan") || status=$?
   bin=$PWD/$build/satcap
   work=$PWD/$build/sanitize-smoke
   rm -rf "$work"
