@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "satcap/eval/coco_results.h"
 #include "satcap/eval/metrics.h"
 #include "satcap/runtime/error.h"
 
@@ -27,37 +28,6 @@ struct ScoreOptions {
   bool json = false;        // print the scores as JSON on stdout instead of a table
   std::string per_image;    // also write per-image scores to this JSON file ("" = no)
 };
-
-nlohmann::json read_json(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw InputError(path + ": is a folder, not a JSON file");
-  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
-    throw InputError(path + ": not a regular file");  // a FIFO would block
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open file");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": not valid JSON (" + e.what() + ")");
-  } catch (const std::ios_base::failure& e) {
-    throw InputError(path + ": cannot read (" + e.what() + ")");
-  }
-}
-
-// An image id as a string: COCO uses integers; strings are accepted too.
-std::string image_id(const nlohmann::json& entry, const std::string& where) {
-  if (!entry.is_object() || !entry.contains("image_id")) throw InputError(where + ": no \"image_id\"");
-  const auto& v = entry["image_id"];
-  if (v.is_number_integer() || v.is_number_unsigned()) return v.dump();
-  if (v.is_string() && !v.get<std::string>().empty()) return v.get<std::string>();
-  throw InputError(where + ": \"image_id\" must be an integer or a non-empty string (got " + v.dump() + ")");
-}
-
-std::string caption(const nlohmann::json& entry, const std::string& where) {
-  if (!entry.contains("caption") || !entry["caption"].is_string())
-    throw InputError(where + ": \"caption\" must be a string");
-  return entry["caption"].get<std::string>();
-}
 
 void write_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
@@ -81,46 +51,10 @@ void write_atomically(const std::string& path, const std::string& text) {
   }
 }
 
-std::string first_ids(const std::vector<std::string>& ids, size_t n = 5) {
-  std::string s;
-  for (size_t i = 0; i < ids.size() && i < n; ++i) s += (i ? ", " : "") + ids[i];
-  if (ids.size() > n) s += ", ...";
-  return s;
-}
-
 int run_score(const ScoreOptions& o) {
-  // Annotations: image id -> reference captions.
-  const nlohmann::json ann = read_json(o.annotations);
-  if (!ann.is_object() || !ann.contains("annotations") || !ann["annotations"].is_array())
-    throw InputError(o.annotations + ": not COCO caption annotations (no \"annotations\" list)");
-  std::map<std::string, std::vector<std::string>> references;
-  const auto& anns = ann["annotations"];
-  for (size_t i = 0; i < anns.size(); ++i) {
-    const std::string where = o.annotations + ": annotations[" + std::to_string(i) + "]";
-    references[image_id(anns[i], where)].push_back(caption(anns[i], where));
-  }
-  // Results: one caption per image, as the official evaluation requires.
-  const nlohmann::json res = read_json(o.results);
-  if (!res.is_array()) throw InputError(o.results + ": not a COCO results list ([{\"image_id\", \"caption\"}])");
-  std::map<std::string, std::string> candidates;
-  std::map<std::string, size_t> entry_of;
-  for (size_t i = 0; i < res.size(); ++i) {
-    const std::string where = o.results + ": entry " + std::to_string(i);
-    const std::string id = image_id(res[i], where);
-    const std::string cap = caption(res[i], where);
-    if (auto it = entry_of.find(id); it != entry_of.end())
-      throw InputError(where + ": image_id " + id + " already has a caption (entry " + std::to_string(it->second) +
-                       "); the official evaluation takes exactly one caption per image");
-    entry_of[id] = i;
-    candidates[id] = cap;
-  }
-  std::vector<std::string> unknown;
-  for (const auto& kv : candidates)
-    if (!references.count(kv.first)) unknown.push_back(kv.first);
-  if (!unknown.empty())
-    throw InputError(o.results + ": " + std::to_string(unknown.size()) + " image_id(s) have no captions in " +
-                     o.annotations + " (" + first_ids(unknown) + "); wrong annotations file?");
-  if (candidates.empty()) throw InputError(o.results + ": no results");
+  const auto references = load_coco_references(o.annotations);
+  const CocoResults results = load_coco_results(o.results, references, o.annotations);
+  const auto& candidates = results.captions;
 
   const CaptionScores s = score_captions(references, candidates);
   if (!s.missing.empty() && !global_options().quiet) {
@@ -131,7 +65,7 @@ int run_score(const ScoreOptions& o) {
     nlohmann::json per = nlohmann::json::array();
     for (const auto& [id, m] : s.per_image) {
       nlohmann::json e;
-      e["image_id"] = res[entry_of.at(id)]["image_id"];
+      e["image_id"] = results.image_ids.at(id);
       for (const auto& name : metric_names()) e[name] = m.at(name);
       per.push_back(e);
     }

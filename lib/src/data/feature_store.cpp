@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/json_input.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -168,9 +169,11 @@ struct FeatureStore::Impl {
     s << in.rdbuf();
     json j;
     try {
-      j = json::parse(s.str());
+      j = json::parse(s.str(), json_depth_limit(where, ExitCode::input));
     } catch (const json::parse_error& e) {
       throw InputError(where + ": malformed JSON at byte " + std::to_string(e.byte));
+    } catch (const json::out_of_range& e) {  // a number beyond a double's range (1e999)
+      throw InputError(where + ": malformed JSON (" + json_error_text(e) + ")");
     }
     auto bad = [&](const std::string& why) { return InputError(where + ": " + why); };
     if (!j.is_object() || j.value("format", "") != kFormat) throw bad("not a satcap feature store");

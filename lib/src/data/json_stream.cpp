@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/json_input.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -34,9 +35,11 @@ StreamedJson stream_json_arrays(const fs::path& file, const std::vector<ArrayRea
   std::vector<std::size_t> counts(readers.size(), 0);
   int current = -1;        // the reader of the top-level key being parsed, or -1
   bool in_array = false;   // inside that key's array value
+  const auto depth_limit = json_depth_limit(file.string(), ExitCode::input);
   // nlohmann reports a top-level key and its value at depth 1, the array's elements at depth 2.
   auto callback = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
     using E = json::parse_event_t;
+    depth_limit(depth, event, parsed);
     if (depth == 1) {
       if (event == E::key) {
         current = -1;
@@ -68,6 +71,8 @@ StreamedJson stream_json_arrays(const fs::path& file, const std::vector<ArrayRea
     throw InputError(file.string() + ": malformed JSON at byte " + std::to_string(e.byte) + " of " +
                      (ec ? std::string("?") : std::to_string(size)) +
                      (at == std::string::npos ? what : " (" + what.substr(at) + ")"));
+  } catch (const json::out_of_range& e) {  // a number beyond a double's range (1e999)
+    throw InputError(file.string() + ": malformed JSON (" + json_error_text(e) + ")");
   }
   if (in.bad()) throw InputError(file.string() + ": read error");
   if (!out.rest.is_object()) return out;  // the caller names what it expected

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/json_input.h"
 #include "data/json_stream.h"
 
 namespace satcap {
@@ -247,7 +248,7 @@ std::map<std::string, std::vector<std::string>> load_synonyms(const std::filesys
   if (!in) throw InputError(file + ": cannot open synonyms file");
   json j;
   try {
-    j = json::parse(in);
+    j = json::parse(in, json_depth_limit(file, ExitCode::input));
   } catch (const json::exception& e) {
     throw InputError(file + ": not valid JSON (" + e.what() + ")");
   }

@@ -16,6 +16,7 @@
 #include "satcap/model/named_tensors.h"
 #include "satcap/model/tfjs_model.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/json_input.h"
 
 namespace fs = std::filesystem;
 
@@ -201,7 +202,7 @@ Bundle load_bundle(const fs::path& dir_in, const std::string& expected_encoder_i
     std::ifstream in(config_path, std::ios::binary);
     if (!in) throw ModelError(config_path.string() + ": cannot read");
     try {
-      config = nlohmann::json::parse(in);
+      config = nlohmann::json::parse(in, json_depth_limit(config_path.string(), ExitCode::model));
     } catch (const nlohmann::json::exception& e) {
       throw ModelError(config_path.string() + ": malformed JSON (" + e.what() + ")");
     }

@@ -16,6 +16,7 @@
 
 #include "satcap/data/dataset.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/json_input.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -199,9 +200,11 @@ Vocabulary Vocabulary::load(const fs::path& path) {
   s << in.rdbuf();
   json j;
   try {
-    j = json::parse(s.str());
+    j = json::parse(s.str(), json_depth_limit(path.string(), ExitCode::model));
   } catch (const json::parse_error& e) {
     throw ModelError(path.string() + ": malformed JSON at byte " + std::to_string(e.byte));
+  } catch (const json::out_of_range& e) {  // a number beyond a double's range (1e999)
+    throw ModelError(path.string() + ": malformed JSON (" + json_error_text(e) + ")");
   }
   return from_json(j, path.string());
 }

@@ -14,6 +14,8 @@
 #include <map>
 #include <mutex>
 
+#include "runtime/sanitizers.h"
+
 namespace satcap {
 namespace {
 
@@ -123,6 +125,7 @@ class BlockCache {
   }
 
   void unmap(std::multimap<std::size_t, void*>::iterator it) {
+    SATCAP_UNPOISON(it->second, it->first);  // the kernel may hand the range to anyone next
     munmap(it->second, it->first);
     cached_ -= it->first;
     ++unmapped_;
@@ -155,7 +158,11 @@ void release_block(void* data) {
     c10::free_cpu(header);
   } else if (header->tag == kLargeTag) {
     header->tag = 0;
-    cache().give(header, header->block_bytes);
+    const std::size_t bytes = header->block_bytes;
+    // Under AddressSanitizer a cached block is poisoned: a tensor used after it was freed (and a
+    // second free, which reads the header) is reported instead of reading a reused block.
+    SATCAP_POISON(header, bytes);
+    cache().give(header, bytes);
   } else {
     std::fprintf(stderr, "satcap CPU allocator: freeing %p, which it did not allocate (or twice)\n", data);
     std::abort();
@@ -184,6 +191,11 @@ class CachingCpuAllocator final : public c10::Allocator {
     } else {
       const std::size_t bytes = (with_header + kLargeRounding - 1) / kLargeRounding * kLargeRounding;
       BlockCache::Block block = cache().take(bytes);
+      // Under AddressSanitizer only the header and the n bytes asked for are addressable; the
+      // rounding up to 64 KiB (and the rest of a larger cached block) is poisoned, so that an
+      // overrun of the tensor is reported as it would be with malloc.
+      SATCAP_UNPOISON(block.base, sizeof(Header) + n);
+      SATCAP_POISON(static_cast<char*>(block.base) + sizeof(Header) + n, block.bytes - sizeof(Header) - n);
       header = static_cast<Header*>(block.base);
       header->tag = kLargeTag;
       header->block_bytes = block.bytes;

@@ -20,6 +20,7 @@
 #include "satcap/runtime/cpu_allocator.h"  // release_cached_blocks
 #include "satcap/runtime/abi_check.h"
 #include "satcap/runtime/error.h"
+#include "runtime/sanitizers.h"
 
 namespace satcap {
 
@@ -35,6 +36,11 @@ int available_cores() {
 }
 
 void tune_allocator() {
+#ifdef SATCAP_ASAN
+  // AddressSanitizer replaces malloc: glibc's thresholds would tune a heap nobody uses (its mallopt
+  // is a no-op returning 0), and the sanitizer's own allocator must keep its redzones and quarantine.
+  return;
+#endif
   for (const char* var : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"}) {
     if (std::getenv(var)) return;
   }
@@ -47,7 +53,7 @@ void tune_allocator() {
 
 void release_free_memory() {
   release_cached_blocks();
-#if defined(__GLIBC__)
+#if defined(__GLIBC__) && !defined(SATCAP_ASAN)  // under AddressSanitizer glibc's heap is not malloc's
   malloc_trim(0);
 #endif
 }
