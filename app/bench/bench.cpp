@@ -80,6 +80,7 @@ nlohmann::json run_bench(const BenchOptions& options, std::ostream* log_stream) 
   if (plan.prepare) bench_prepare(run, report);
   // 5. Growth (full mode, or when named in --only).
   if (plan.growth) bench_growth(run, report);
+  if (plan.dist) bench_dist(run, report);
 
   report["seconds"] = seconds_since(bench_start);
   add_targets(report);

@@ -12,6 +12,8 @@
 //   prepare  the encoder pipeline (decode, resize, forward, store) vs the bare network forward
 //   growth   a scenes dataset of 2,000 and 20,000 images through prepare and one training epoch:
 //            time per image and peak RSS (child processes of the satcap binary)
+//   dist     training words/s of 1 process (1 and 2 threads) and of 2 data-parallel processes
+//            (--nproc 2, 1 thread each), and the scaling efficiency; only with --only dist
 // The parts live in one file each beside this one; measure.h, the harness's private header, lists
 // them. No torch in this header (precision.h brings c10's Device and ScalarType only).
 #pragma once
@@ -45,8 +47,8 @@ struct BenchOptions {
   // Scratch folder for generated datasets and feature stores ("" = a fresh folder under the system
   // temporary directory, removed at the end).
   std::string work_dir;
-  // Parts to run, any of sgemm, train, python, beam, prepare, growth (empty = all; growth is skipped
-  // by quick and smoke unless named here).
+  // Parts to run, any of sgemm, train, python, beam, prepare, growth, dist (empty = all; growth is
+  // skipped by quick and smoke unless named here, dist unless named here).
   std::vector<std::string> parts;
   // Training batch sizes to measure (empty = the mode's: 32 and 64; smoke: 4 and 8).
   std::vector<int64_t> batches;

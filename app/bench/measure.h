@@ -11,6 +11,7 @@
 //   beam.cpp      batched beam search against the per-image Python one
 //   prepare.cpp   the encoder pipeline against the bare network forward
 //   growth.cpp    prepare and one training epoch at two dataset sizes (child satcap processes)
+//   dist.cpp      1 process vs 2 data-parallel processes (--nproc 2): words/s, scaling efficiency
 //   report.cpp    ratios, the targets and the table
 #pragma once
 
@@ -68,6 +69,7 @@ struct Plan {
   // The parts to run: those named by --only, else all but growth, which full mode adds (and
   // growth only with sizes to run).
   bool sgemm = true, train = true, python = true, beam = true, prepare = true, growth = false;
+  bool dist = false;  // data-parallel scaling: only when named (--only dist)
 };
 
 Plan make_plan(const BenchOptions& options);
@@ -190,6 +192,8 @@ void bench_beam(const BenchRun& run, json& report);
 void bench_prepare(const BenchRun& run, json& report);
 // growth.cpp
 void bench_growth(const BenchRun& run, json& report);
+// dist.cpp: 1 process vs 2 (--nproc 2) words/s and the scaling efficiency
+void bench_dist(const BenchRun& run, json& report);
 
 // ---------------------------------------------------------------------------------------------
 // report.cpp
