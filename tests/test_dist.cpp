@@ -508,7 +508,7 @@ TEST_CASE("2 processes as two hosts: two network namespaces joined by a veth pai
   CHECK(difference <= 1e-5);
 }
 
-TEST_CASE("--distributed names a missing variable; a rank that never joins ends the rendezvous in bounded time",
+TEST_CASE("a rank that never joins ends the rendezvous in bounded time; --distributed names a missing variable",
           "[dist][process]") {
   if (!dist_data().ok) {
     WARN(dist_data().why << ": skipping the multi-process tests");
