@@ -398,7 +398,7 @@ TEST_CASE("2 processes over loopback train the weights of 1 process on the same 
   }
 }
 
-TEST_CASE("a killed worker stops the others within the bound, naming it; 1 process resumes the checkpoint",
+TEST_CASE("a killed worker stops the others within the bound, naming it, and 1 process resumes the checkpoint",
           "[dist][process]") {
   if (!dist_data().ok) {
     WARN(dist_data().why << ": skipping the multi-process tests");
@@ -508,7 +508,7 @@ TEST_CASE("2 processes as two hosts: two network namespaces joined by a veth pai
   CHECK(difference <= 1e-5);
 }
 
-TEST_CASE("a rank that never joins ends the rendezvous in bounded time; --distributed names a missing variable",
+TEST_CASE("a rank that never joins ends the rendezvous in bounded time, and --distributed names a missing variable",
           "[dist][process]") {
   if (!dist_data().ok) {
     WARN(dist_data().why << ": skipping the multi-process tests");
