@@ -21,6 +21,10 @@ struct GlobalOptions {
 
 const GlobalOptions& global_options();
 
+// The command line as typed, without the program name (argv[1..]): what `--nproc N` starts its
+// workers with.
+const std::vector<std::string>& command_arguments();
+
 using RunFunction = std::function<int()>;
 using SetupFunction = std::function<RunFunction(CLI::App& sub)>;
 

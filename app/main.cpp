@@ -30,9 +30,15 @@ GlobalOptions& mutable_global_options() {
   return options;
 }
 
+std::vector<std::string>& mutable_command_arguments() {
+  static std::vector<std::string> arguments;
+  return arguments;
+}
+
 }  // namespace
 
 const GlobalOptions& global_options() { return mutable_global_options(); }
+const std::vector<std::string>& command_arguments() { return mutable_command_arguments(); }
 
 CommandRegistration::CommandRegistration(std::string name, std::string description, SetupFunction setup) {
   registry().push_back({std::move(name), std::move(description), std::move(setup)});
@@ -44,6 +50,7 @@ int main(int argc, char** argv) {
   using namespace satcap;
   using namespace satcap::app;
   select_blas_kernels();  // before any matrix product (see runtime.h)
+  mutable_command_arguments().assign(argv + 1, argv + argc);
 
   CLI::App cli{"satcap: Show, Attend and Tell image captioning (soft and hard attention) in C++"};
   cli.set_version_flag("--version", std::string("satcap ") + SATCAP_VERSION);

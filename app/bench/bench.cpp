@@ -82,6 +82,8 @@ nlohmann::json run_bench(const BenchOptions& options, std::ostream* log_stream) 
   if (plan.growth) bench_growth(run, report);
   // 6. The operations per decoder time step of the device-generic training step.
   if (plan.ops) bench_ops(run, report);
+  // 7. Data-parallel scaling (only when named in --only).
+  if (plan.dist) bench_dist(run, report);
 
   report["seconds"] = seconds_since(bench_start);
   add_targets(report);

@@ -14,6 +14,8 @@
 //            time per image and peak RSS (child processes of the satcap binary)
 //   ops      the ATen operations the training step dispatches per decoder time step on the
 //            device-generic path (what a GPU runs: each is one or more kernel launches there)
+//   dist     training words/s of 1 process (1 and 2 threads) and of 2 data-parallel processes
+//            (--nproc 2, 1 thread each), and the scaling efficiency; only with --only dist
 // The parts live in one file each beside this one; measure.h, the harness's private header, lists
 // them. No torch in this header (precision.h brings c10's Device and ScalarType only).
 #pragma once
@@ -48,8 +50,8 @@ struct BenchOptions {
   // Scratch folder for generated datasets and feature stores ("" = a fresh folder under the system
   // temporary directory, removed at the end).
   std::string work_dir;
-  // Parts to run, any of sgemm, train, python, beam, prepare, growth (empty = all; growth is skipped
-  // by quick and smoke unless named here).
+  // Parts to run, any of sgemm, train, python, beam, prepare, growth, dist (empty = all; growth is
+  // skipped by quick and smoke unless named here, dist unless named here).
   std::vector<std::string> parts;
   // Training batch sizes to measure (empty = the mode's: 32 and 64; smoke: 4 and 8).
   std::vector<int64_t> batches;

@@ -12,6 +12,7 @@
 //   prepare.cpp   the encoder pipeline against the bare network forward
 //   growth.cpp    prepare and one training epoch at two dataset sizes (child satcap processes)
 //   ops.cpp       the ATen operations per decoder time step of the device-generic training step
+//   dist.cpp      1 process vs 2 data-parallel processes (--nproc 2): words/s, scaling efficiency
 //   report.cpp    ratios, the targets and the table
 #pragma once
 
@@ -69,6 +70,7 @@ struct Plan {
   // The parts to run: those named by --only, else all but growth, which full mode adds (and
   // growth only with sizes to run).
   bool sgemm = true, train = true, python = true, beam = true, prepare = true, growth = false, ops = true;
+  bool dist = false;  // data-parallel scaling: only when named (--only dist)
 };
 
 Plan make_plan(const BenchOptions& options);
@@ -194,6 +196,8 @@ void bench_growth(const BenchRun& run, json& report);
 // ops.cpp: the operations per decoder time step ("ops", "ops_per_step[_hard]", "ops_per_step_cuda[_hard]",
 // "ops_cut[_hard]": the CUDA count over the count before, kOpsPerStepBefore)
 void bench_ops(const BenchRun& run, json& report);
+// dist.cpp: 1 process vs 2 (--nproc 2) words/s and the scaling efficiency
+void bench_dist(const BenchRun& run, json& report);
 
 // ---------------------------------------------------------------------------------------------
 // report.cpp

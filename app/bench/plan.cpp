@@ -8,14 +8,14 @@
 namespace satcap {
 
 namespace {
-const std::vector<std::string> kParts = {"sgemm", "train", "python", "beam", "prepare", "growth", "ops"};
+const std::vector<std::string> kParts = {"sgemm", "train", "python", "beam", "prepare", "growth", "ops", "dist"};
 }
 
 void BenchOptions::validate() const {
   if (quick && smoke) throw UsageError("--quick and --smoke: choose one");
   for (const auto& p : parts) {
     if (std::find(kParts.begin(), kParts.end(), p) == kParts.end()) {
-      throw UsageError("--only '" + p + "': expected one of sgemm, train, python, beam, prepare, growth, ops");
+      throw UsageError("--only '" + p + "': expected one of sgemm, train, python, beam, prepare, growth, ops, dist");
     }
   }
   if (python.empty()) throw UsageError("--python must name an interpreter");
@@ -108,6 +108,7 @@ Plan make_plan(const BenchOptions& o) {
   p.prepare = wants(o, "prepare", true);
   p.ops = wants(o, "ops", true);
   p.growth = wants(o, "growth", p.mode == "full") && !p.growth_sizes.empty();
+  p.dist = wants(o, "dist", false);
   return p;
 }
 

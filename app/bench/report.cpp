@@ -186,6 +186,21 @@ std::string format_bench_report(const nlohmann::json& r) {
     out << "  (counted on the CPU with the fused CPU kernels off; on CUDA ATen's fused LSTM cell, one\n"
         << "  kernel each way, replaces the cell's operations)\n\n";
   }
+  if (r.contains("dist")) {
+    const json& d = r["dist"];
+    out << "data-parallel training (scenes model, child processes)\n";
+    if (d.contains("error")) {
+      out << "  not run: " << d["error"].get<std::string>() << "\n";
+    } else {
+      const json runs = d.value("runs", json::object());
+      for (const auto& [name, run] : runs.items())
+        out << "  " << std::left << std::setw(24) << name << std::right << std::setw(10) << num(run["words_per_s"], 0)
+            << " words/s\n";
+      out << "  2 processes / 1 process (1 thread each): " << num(d["speedup_2_processes"], 2)
+          << "x, scaling efficiency " << num(d["scaling_efficiency"], 2) << "; 2 processes / 1 process of 2 threads "
+          << num(d["processes_over_threads"], 2) << "x\n\n";
+    }
+  }
   out << "targets (reported, not enforced)\n";
   for (const auto& t : r["targets"]) {
     std::string met = t["met"].is_boolean() ? (t["met"].get<bool>() ? "met" : "NOT met") : "not measured";

@@ -7,6 +7,8 @@
 #include <torch/nn/init.h>
 #include <torch/utils.h>
 
+#include <algorithm>
+#include <functional>
 #include <sstream>
 #include <tuple>
 
@@ -28,6 +30,40 @@ at::Tensor DecoderOutput::padded_logits() const {
   const int64_t B = mask.size(0), S = mask.size(1);
   auto index = valid_index.defined() ? valid_index : mask.reshape({-1}).nonzero().view({-1});  // [N]
   return padded(valid_logits, index, B, S, 0.0);  // [B, S, V]
+}
+
+// ---------------------------------------------------------------------------------------------
+// BatchSlice
+
+int64_t BatchSlice::tokens() const {
+  int64_t n = 0;
+  for (int64_t s : global_steps) n += s;
+  return n;
+}
+
+int64_t BatchSlice::captions() const {
+  return static_cast<int64_t>(std::count_if(global_steps.begin(), global_steps.end(), [](int64_t s) { return s > 0; }));
+}
+
+int64_t BatchSlice::active(int64_t t) const {
+  // Non-increasing steps: the rows going at step t are a prefix.
+  auto end = std::partition_point(global_steps.begin(), global_steps.end(), [t](int64_t s) { return s > t; });
+  return static_cast<int64_t>(end - global_steps.begin());
+}
+
+void BatchSlice::check(const std::vector<int64_t>& steps) const {
+  const auto rows = static_cast<int64_t>(global_steps.size()), B = static_cast<int64_t>(steps.size());
+  if (row_offset < 0 || row_offset + B > rows)
+    throw UsageError("decoder forward: a batch part of " + std::to_string(B) + " rows at row " +
+                     std::to_string(row_offset) + " does not fit a global batch of " + std::to_string(rows));
+  if (!std::is_sorted(global_steps.begin(), global_steps.end(), std::greater<int64_t>()))
+    throw UsageError("decoder forward: the global batch's rows are not sorted by decreasing length");
+  for (int64_t b = 0; b < B; ++b)
+    if (steps[static_cast<size_t>(b)] != global_steps[static_cast<size_t>(row_offset + b)])
+      throw UsageError("decoder forward: row " + std::to_string(b) + " of the batch part has " +
+                       std::to_string(steps[static_cast<size_t>(b)]) + " valid steps, global row " +
+                       std::to_string(row_offset + b) + " has " +
+                       std::to_string(global_steps[static_cast<size_t>(row_offset + b)]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,8 +198,12 @@ at::Tensor DecoderImpl::gated(const at::Tensor& beta_logits, const at::Tensor& c
   return at::sigmoid(beta_logits) * context;  // beta_t = sigmoid(f_beta(h_{t-1})), [R, 1] or [R, D]
 }
 
-at::Tensor DecoderImpl::output_logits(const at::Tensor& emb, const at::Tensor& h, const at::Tensor& z) {
-  auto drop = [&](const at::Tensor& x) { return satcap::dropout(x, options_.dropout, is_training()); };  // satcap/ops/dropout.h
+at::Tensor DecoderImpl::output_logits(const at::Tensor& emb, const at::Tensor& h, const at::Tensor& z,
+                                      const at::Tensor& row_keys) {
+  auto drop = [&](const at::Tensor& x) {  // satcap/ops/dropout.h
+    return row_keys.defined() ? satcap::dropout(x, options_.dropout, is_training(), row_keys)
+                              : satcap::dropout(x, options_.dropout, is_training());
+  };
   if (!options_.deep_output) return out_vocab->forward(drop(h));
   // Deep output (eq. 7): L_o(E y_{t-1} + L_h h_t + L_z z_t), dropout on h_t and on the sum as the
   // original code (which also puts a tanh on the sum; the paper's equation has none).
@@ -204,7 +244,11 @@ LossTerms DecoderImpl::loss(const DecoderOutput& out) {
                      ", expected [" + std::to_string(index.size(0)) + ", V] for the mask's valid positions");
   auto nll = token_nll(logits, out.targets.reshape({-1}).index_select(0, index));    // [N] (satcap/ops/token_nll.h)
   auto position_nll = at::zeros({B * S}, nll.options()).index_copy(0, index, nll).view({B, S});         // [B, S]
-  auto N = mask.sum().clamp_min(1);                                                  // tokens in the batch
+  // Tokens in the batch; in data-parallel training those of the global batch, so that the parts'
+  // gradients sum to the gradient of the global loss.
+  const bool part = out.global_tokens >= 0;
+  auto N = part ? at::scalar_tensor(static_cast<double>(std::max<int64_t>(1, out.global_tokens)), mask.options())
+                : mask.sum().clamp_min(1);
   auto caption_nll = position_nll.sum(1);                                            // [B]  NLL_n
   r.tokens = N.detach();
   r.caption_nll = caption_nll.detach();
@@ -215,6 +259,7 @@ LossTerms DecoderImpl::loss(const DecoderOutput& out) {
   auto coverage = (out.alphas * mask.unsqueeze(2)).sum(1);                           // [B, n]  sum_t alpha_ti
   auto has_steps = (mask.sum(1) > 0).to(mask.scalar_type());                         // [B]
   r.ds_reg = o.alpha_c * ((1 - coverage).pow(2).sum(1) * has_steps).sum() / N;
+  r.caption_nll_sum = (caption_nll.detach() * has_steps).sum();
 
   auto zero = at::zeros({}, logits.options());
   r.reinforce = zero;
@@ -236,14 +281,18 @@ LossTerms DecoderImpl::loss(const DecoderOutput& out) {
   }
   r.total = r.nll + r.ds_reg + r.reinforce - r.entropy;
 
-  if (o.attention == AttentionKind::hard && is_training()) {
-    // b <- decay * b + (1 - decay) * mean_n NLL_n, once per minibatch, after b was used above.
-    torch::NoGradGuard no_grad;
-    auto captions = has_steps.sum().clamp_min(1);
-    auto mean_nll = (caption_nll.detach() * has_steps).sum() / captions;
-    baseline_.mul_(o.baseline_decay).add_(mean_nll.to(baseline_.scalar_type()) * (1 - o.baseline_decay));
-  }
+  // Once per minibatch, after b was used above (a part of a global batch: by the caller, with the
+  // global sums).
+  if (o.attention == AttentionKind::hard && is_training() && !part)
+    update_baseline(r.caption_nll_sum, has_steps.sum().clamp_min(1));
   return r;
+}
+
+void DecoderImpl::update_baseline(const at::Tensor& nll_sum, const at::Tensor& captions) {
+  // b <- decay * b + (1 - decay) * mean_n NLL_n
+  torch::NoGradGuard no_grad;
+  auto mean_nll = nll_sum / captions;
+  baseline_.mul_(options_.baseline_decay).add_(mean_nll.to(baseline_.scalar_type()) * (1 - options_.baseline_decay));
 }
 
 }  // namespace satcap

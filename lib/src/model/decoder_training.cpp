@@ -32,6 +32,11 @@ using detail::shape_of;
 
 DecoderOutput DecoderImpl::forward(const at::Tensor& features, const at::Tensor& captions,
                                    const at::Tensor& lengths) {
+  return forward(features, captions, lengths, static_cast<const BatchSlice*>(nullptr));
+}
+
+DecoderOutput DecoderImpl::forward(const at::Tensor& features, const at::Tensor& captions, const at::Tensor& lengths,
+                                   const BatchSlice* slice) {
   Context ctx = Context::expected;
   if (options_.attention == AttentionKind::hard && is_training()) {
     // Semi-sampling, drawn once per minibatch on the CPU generator (no device synchronisation).
@@ -39,7 +44,7 @@ DecoderOutput DecoderImpl::forward(const at::Tensor& features, const at::Tensor&
     bool soft = p >= 1 || (p > 0 && at::rand({1}, at::TensorOptions().dtype(at::kDouble)).item<double>() < p);
     ctx = soft ? Context::expected : Context::sample;
   }
-  return teacher_forced(features, captions, lengths, ctx, {});
+  return teacher_forced(features, captions, lengths, ctx, {}, slice);
 }
 
 DecoderOutput DecoderImpl::forward(const at::Tensor& features, const at::Tensor& captions, const at::Tensor& lengths,
@@ -59,8 +64,16 @@ DecoderOutput DecoderImpl::forward_at(const at::Tensor& features, const at::Tens
   return teacher_forced(features, captions, lengths, Context::given, locations.to(features.device(), at::kLong));
 }
 
+at::Tensor DecoderImpl::sample_locations(const at::Tensor& alpha, int64_t rows, int64_t offset) {
+  // at::multinomial(alpha, 1) is exactly argmax(alpha / q) with q = empty_like(alpha).exponential_()
+  // (its one-sample path, LibTorch 1.13 and 2.x): the same draw, made for all `rows`.
+  auto q = at::empty({rows, alpha.size(1)}, alpha.options()).exponential_(1);  // [rows, n]
+  return (alpha / q.narrow(0, offset, alpha.size(0))).argmax(1);              // [B_t]
+}
+
 DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::Tensor& captions,
-                                          const at::Tensor& lengths, Context context, const at::Tensor& locations) {
+                                          const at::Tensor& lengths, Context context, const at::Tensor& locations,
+                                          const BatchSlice* slice) {
   check_features(features, "forward");
   const int64_t B = features.size(0);
   if (captions.dim() != 2 || captions.size(0) != B || captions.size(1) < 2)
@@ -91,15 +104,20 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
                    [&](int64_t a, int64_t b) { return steps[static_cast<size_t>(a)] > steps[static_cast<size_t>(b)]; });
   const bool sorted = std::is_sorted(order.begin(), order.end());  // already in decreasing order
   const int64_t steps_max = B > 0 ? steps[static_cast<size_t>(order[0])] : 0;
+  if (slice) slice->check(steps);  // a part of a global batch: sorted, and its rows where it says
   std::vector<int64_t> active;  // B_t for t < steps_max
   std::vector<int64_t> flat;    // packed positions, step-major: order[i] * S + t for i < B_t
+  std::vector<int64_t> keys;    // a part's packed rows' positions in the global batch's packing
+  int64_t global_packed = 0;    // rows of the global packing before step t
   for (int64_t t = 0; t < steps_max; ++t) {
     int64_t bt = 0;
     while (bt < B && steps[static_cast<size_t>(order[static_cast<size_t>(bt)])] > t) {
       flat.push_back(order[static_cast<size_t>(bt)] * S + t);
+      if (slice) keys.push_back(global_packed + slice->row_offset + bt);
       ++bt;
     }
     active.push_back(bt);
+    if (slice) global_packed += slice->active(t);
   }
   auto index = at::tensor(flat, at::kLong).to(dev);  // [N]
 
@@ -178,7 +196,7 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
     } else {
       at::Tensor s;                            // [B_t]  s_t
       if (context == Context::sample)
-        s = at::multinomial(alpha.detach(), 1).squeeze(1);
+        s = sample_locations(alpha.detach(), slice ? slice->active(t) : bt, slice ? slice->row_offset : 0);
       else if (context == Context::argmax)
         s = alpha.detach().argmax(1);
       else
@@ -205,6 +223,13 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
     zs.push_back(z);
     alphas.push_back(alpha);
   }
+  // The global batch's later steps, where this part's rows have ended: their draws all the same,
+  // so that the random state stays the same on every process.
+  if (slice && context == Context::sample) {
+    const int64_t global_steps = slice->global_steps.empty() ? 0 : slice->global_steps.front();
+    for (int64_t t = steps_max; t < global_steps; ++t)
+      at::empty({slice->active(t), n}, features.options().dtype(at::kFloat)).exponential_(1);
+  }
   // Packed [N, ...] from the per-step pieces; an empty [0, width] when there is no valid step.
   auto packed = [&](const std::vector<at::Tensor>& xs, int64_t width, const at::TensorOptions& opts) {
     if (xs.empty()) return width < 0 ? at::empty({0}, opts) : at::empty({0, width}, opts);
@@ -215,7 +240,8 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
   const auto fopts = features.options();
   DecoderOutput out;
   // The output layer runs once over the valid steps: [N, m], [N, H], [N, D] -> [N, V].
-  out.valid_logits = output_logits(emb, packed(hs, options_.hidden_dim, fopts), packed(zs, features.size(2), fopts));
+  out.valid_logits = output_logits(emb, packed(hs, options_.hidden_dim, fopts), packed(zs, features.size(2), fopts),
+                                   slice ? at::tensor(keys, at::kLong) : at::Tensor());
   out.valid_index = index;
   // Off the CPU kernels, with soft attention and no doubly stochastic term nothing differentiates
   // alpha_t through out.alphas (the loss multiplies it by alpha_c = 0): it stays out of the graph,
@@ -243,6 +269,10 @@ DecoderOutput DecoderImpl::teacher_forced(const at::Tensor& features, const at::
     out.sampled = true;
   }
   if (hard) out.entropies = unpack(entropies_packed, std::log(static_cast<double>(n)));
+  if (slice) {
+    out.global_tokens = slice->tokens();
+    out.global_captions = slice->captions();
+  }
   return out;
 }
 

@@ -7,6 +7,8 @@
 #include <torch/serialize/output-archive.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 
 #include "satcap/model/encoder.h"
 #include "satcap/model/named_tensors.h"
@@ -81,81 +83,127 @@ void save_checkpoint(const fs::path& path, Decoder& decoder, TrainingStep& step,
 }
 
 
-nlohmann::json read_checkpoint_meta(const fs::path& path) {
-  if (!fs::exists(path))
-    throw UsageError("--resume: " + path.string() + " does not exist (nothing to resume; drop --resume to start)");
+namespace {
+
+// Where a checkpoint is read from: its file, or its bytes (sent by rank 0 in data-parallel
+// training); `name` (the file's path) names it in messages.
+struct CheckpointSource {
+  std::string name;
+  const fs::path* path = nullptr;
+  const std::string* bytes = nullptr;
+
+  void load(torch::serialize::InputArchive& archive, c10::optional<c10::Device> device = c10::nullopt) const {
+    if (bytes) archive.load_from(bytes->data(), bytes->size(), device);
+    else archive.load_from(path->string(), device);
+  }
+};
+
+nlohmann::json read_meta(const CheckpointSource& source) {
+  const std::string& name = source.name;
+  if (source.path && !fs::exists(*source.path))
+    throw UsageError("--resume: " + name + " does not exist (nothing to resume; drop --resume to start)");
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path.string());
+    source.load(archive);
   } catch (const std::exception& e) {
-    throw ModelError(path.string() + ": not a readable satcap checkpoint (truncated or corrupt)");
+    throw ModelError(name + ": not a readable satcap checkpoint (truncated or corrupt)");
   }
   c10::IValue meta_value;
   if (!archive.try_read("meta", meta_value) || !meta_value.isString())
-    throw ModelError(path.string() + ": not a satcap checkpoint (no meta record)");
+    throw ModelError(name + ": not a satcap checkpoint (no meta record)");
   auto meta = nlohmann::json::parse(meta_value.toStringRef(), nullptr, false);
-  if (meta.is_discarded() || !meta.is_object()) throw ModelError(path.string() + ": malformed checkpoint meta record");
+  if (meta.is_discarded() || !meta.is_object()) throw ModelError(name + ": malformed checkpoint meta record");
   int v = meta.value("format_version", 0);
   if (v > kCheckpointFormatVersion)
-    throw ModelError(path.string() + ": this checkpoint was written by a newer satcap (format " + std::to_string(v) +
+    throw ModelError(name + ": this checkpoint was written by a newer satcap (format " + std::to_string(v) +
                      " > " + std::to_string(kCheckpointFormatVersion) + "); upgrade satcap");
   return meta;
 }
 
-TrainingProgress load_checkpoint(const fs::path& path, Decoder& decoder, TrainingStep& step,
-                                 const TrainingData& data, const TrainOptions& options, c10::Device device) {
-  nlohmann::json meta = read_checkpoint_meta(path);
+TrainingProgress load(const CheckpointSource& source, Decoder& decoder, TrainingStep& step, const TrainingData& data,
+                      const TrainOptions& options, c10::Device device) {
+  const std::string& name = source.name;
+  nlohmann::json meta = read_meta(source);
   const bool tuned = meta.contains("fine_tune");
   if (tuned != (data.encoder != nullptr))
-    throw UsageError("--resume: " + path.string() + " was written " + (tuned ? "with" : "without") +
+    throw UsageError("--resume: " + name + " was written " + (tuned ? "with" : "without") +
                      " --fine-tune-encoder; resume with the same options");
   if (tuned && meta["fine_tune"].value("encoder", std::string()) != data.encoder->identity())
-    throw UsageError("--resume: " + path.string() + " fine-tuned encoder '" + meta["fine_tune"].value("encoder", std::string()) +
+    throw UsageError("--resume: " + name + " fine-tuned encoder '" + meta["fine_tune"].value("encoder", std::string()) +
                      "', the encoder now is '" + data.encoder->identity() +
                      "'; resume with the same --encoder and --fine-tune-blocks");
   if (meta.value("train_captions", std::size_t{0}) != data.train.size())
-    throw UsageError("--resume: " + path.string() + " was written for " +
+    throw UsageError("--resume: " + name + " was written for " +
                      std::to_string(meta.value("train_captions", std::size_t{0})) + " training captions, the data now has " +
                      std::to_string(data.train.size()) + "; resume with the same dataset and features");
   if (meta.value("batch_size", 0) != options.batch_size)
-    throw UsageError("--resume: " + path.string() + " was written with batch size " +
+    throw UsageError("--resume: " + name + " was written with batch size " +
                      std::to_string(meta.value("batch_size", 0)) + "; resume with the same --batch (got " +
                      std::to_string(options.batch_size) + ")");
   if (meta.value("seed", uint64_t{0}) != options.seed)
-    throw UsageError("--resume: " + path.string() + " was written with seed " +
+    throw UsageError("--resume: " + name + " was written with seed " +
                      std::to_string(meta.value("seed", uint64_t{0})) + "; resume with the same --seed");
   torch::serialize::InputArchive archive;
-  archive.load_from(path.string(), device);
-  read_named_tensors(archive, *decoder, path.string(), "model.");
+  source.load(archive, device);
+  read_named_tensors(archive, *decoder, name, "model.");
   torch::serialize::InputArchive opt_archive;
-  if (!archive.try_read("optimizer", opt_archive)) throw ModelError(path.string() + ": optimizer state missing");
+  if (!archive.try_read("optimizer", opt_archive)) throw ModelError(name + ": optimizer state missing");
   step.optimizer().load(opt_archive);
   if (tuned) {
     at::NoGradGuard no_grad;
     for (auto& [name, target] : data.encoder->named_trainable_parameters()) {
       at::Tensor value;
       if (!archive.try_read("encoder." + name, value))
-        throw ModelError(path.string() + ": fine-tuned encoder tensor '" + name + "' is missing");
+        throw ModelError(name + ": fine-tuned encoder tensor '" + name + "' is missing");
       if (value.sizes() != target.sizes())
-        throw ModelError(path.string() + ": fine-tuned encoder tensor '" + name + "' has wrong shape: got " +
+        throw ModelError(name + ": fine-tuned encoder tensor '" + name + "' has wrong shape: got " +
                          shape_text(value.sizes()) + ", expected " + shape_text(target.sizes()));
       target.copy_(value);
     }
     torch::serialize::InputArchive encoder_opt_archive;
     if (!archive.try_read("encoder_optimizer", encoder_opt_archive))
-      throw ModelError(path.string() + ": the encoder's optimizer state is missing");
+      throw ModelError(name + ": the encoder's optimizer state is missing");
     step.encoder_optimizer()->load(encoder_opt_archive);
   }
   at::Tensor rng;
-  if (!archive.try_read("rng.cpu", rng)) throw ModelError(path.string() + ": random state missing");
+  if (!archive.try_read("rng.cpu", rng)) throw ModelError(name + ": random state missing");
   at::Generator cpu_generator = at::detail::getDefaultCPUGenerator();  // a handle on the global generator
   cpu_generator.set_state(rng.cpu());
   if (!device.is_cpu() && archive.try_read("rng.device", rng)) {
     at::Generator device_generator = at::globalContext().defaultGenerator(device);
     device_generator.set_state(rng.cpu());
   }
-  if (!meta.contains("progress")) throw ModelError(path.string() + ": malformed: the progress record is missing");
-  return TrainingProgress::from_json(meta.at("progress"), path.string());
+  if (!meta.contains("progress")) throw ModelError(name + ": malformed: the progress record is missing");
+  return TrainingProgress::from_json(meta.at("progress"), name);
+}
+
+}  // namespace
+
+nlohmann::json read_checkpoint_meta(const fs::path& path) { return read_meta({path.string(), &path, nullptr}); }
+
+nlohmann::json read_checkpoint_meta_bytes(const std::string& bytes, const std::string& name) {
+  return read_meta({name, nullptr, &bytes});
+}
+
+TrainingProgress load_checkpoint(const fs::path& path, Decoder& decoder, TrainingStep& step,
+                                 const TrainingData& data, const TrainOptions& options, c10::Device device) {
+  return load({path.string(), &path, nullptr}, decoder, step, data, options, device);
+}
+
+TrainingProgress load_checkpoint_bytes(const std::string& bytes, const std::string& name, Decoder& decoder,
+                                       TrainingStep& step, const TrainingData& data, const TrainOptions& options,
+                                       c10::Device device) {
+  return load({name, nullptr, &bytes}, decoder, step, data, options, device);
+}
+
+std::string read_checkpoint_bytes(const fs::path& path) {
+  if (!fs::exists(path))
+    throw UsageError("--resume: " + path.string() + " does not exist (nothing to resume; drop --resume to start)");
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  if (!in) throw InputError(path.string() + ": cannot read the checkpoint");
+  return bytes.str();
 }
 
 }  // namespace satcap

@@ -12,6 +12,7 @@
 #include "satcap/data/image.h"
 #include "satcap/data/prepare.h"
 #include "satcap/decode/captioner.h"
+#include "satcap/dist/communicator.h"
 #include "satcap/model/bundle.h"
 #include "satcap/model/encoder.h"
 #include "satcap/model/vocab.h"
@@ -36,13 +37,16 @@ nlohmann::json summary_json(const TrainSummary& s) {
           {"final_lr", s.final_lr},
           {"seconds", s.seconds},
           {"steps_per_second", s.steps_per_second},
-          {"stopped_early", s.stopped_early}};
+          {"stopped_early", s.stopped_early},
+          {"processes", s.processes}};
 }
 
 }  // namespace
 
 TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions& options, c10::Device device,
-                          bool quiet) {
+                          bool quiet, Communicator* comm) {
+  // Data-parallel: every process loads the data; rank 0 alone writes into the output folder.
+  const bool main = !comm || comm->is_main();
   validate(options);
   if (options.fine_tune_encoder && !command.features.empty())
     throw UsageError("--features cannot be used with --fine-tune-encoder: the encoder's features change as it "
@@ -52,16 +56,21 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
   if (command.min_word_count < 1)
     throw UsageError("--min-word-count must be at least 1 (got " + std::to_string(command.min_word_count) + ")");
   const fs::path out = command.out;
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (!fs::is_directory(out)) throw OutputError(out.string() + ": cannot create the output folder");
+  if (main) {
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    if (!fs::is_directory(out)) throw OutputError(out.string() + ": cannot create the output folder");
+  }
 
   auto say = [&](const std::string& line) {
-    if (!quiet) std::cerr << line << "\n";
+    if (!quiet && main) std::cerr << line << "\n";
+  };
+  auto warn = [&](const std::string& line) {
+    if (main) std::cerr << "warning: " << line << "\n";
   };
 
   Dataset dataset = load_dataset(command.data);
-  for (const auto& w : dataset.warnings) std::cerr << "warning: " << w << "\n";
+  for (const auto& w : dataset.warnings) warn(w);
 
   // What the decoder trains on: a feature store (given, or prepared here with the encoder), or with
   // fine_tune_encoder the images themselves, encoded at each step by the encoder being tuned.
@@ -88,15 +97,17 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
         " (" + std::to_string(tuned->trainable_parameters().size()) + " tensors) on " +
         std::to_string(image_paths.size()) + " images");
   }
-  bool prepared = false;
-  if (!tuned && command.features.empty() && fs::exists(store_dir / "meta.json")) {
-    try {  // prepared by an earlier run into <out>/features (a resume, or a second training)
-      prepared = FeatureStore::open(store_dir).complete();
-    } catch (const Error&) {
-      prepared = false;  // incomplete or mismatched: prepare_features resumes or reports it
+  // Without --features: a feature store prepared into <out>/features (by rank 0 alone, the others
+  // waiting for it as long as it takes; they then read it, which on several machines needs <out>
+  // on a shared folder, or --features prepared on each).
+  auto prepare_store = [&] {
+    if (fs::exists(store_dir / "meta.json")) {
+      try {  // prepared by an earlier run into <out>/features (a resume, or a second training)
+        if (FeatureStore::open(store_dir).complete()) return;
+      } catch (const Error&) {
+        // incomplete or mismatched: prepare_features resumes or reports it
+      }
     }
-  }
-  if (!tuned && command.features.empty() && !prepared) {
     EncoderOptions eo;
     eo.source = command.encoder;
     auto encoder = load_encoder(eo);
@@ -110,7 +121,11 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
     say("preparing features with encoder " + encoder->identity() + " into " + store_dir.string());
     PrepareSummary ps = prepare_features(dataset, *encoder, store_dir.string(), po);
     if (!quiet) std::cerr << "\n";
-    for (const auto& f : ps.failures) std::cerr << "warning: " << f << " (image skipped)\n";
+    for (const auto& f : ps.failures) warn(f + " (image skipped)");
+  };
+  if (!tuned && command.features.empty()) {
+    if (comm) comm->run_on_main("features", prepare_store);
+    else prepare_store();
   }
   if (!tuned) store_holder.emplace(FeatureStore::open(store_dir));
   // The row of an image in the feature source, if it has one.
@@ -132,14 +147,23 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
   // The vocabulary: from the training split, kept beside the checkpoint for resuming.
   const fs::path vocab_path = out / "vocab.json";
   Vocabulary vocab;
-  if (options.resume && fs::exists(vocab_path)) {
-    vocab = Vocabulary::load(vocab_path);
+  // Resuming: the run's own vocabulary (data-parallel: as rank 0 read it); else built from the data
+  // (by every process alike) and saved.
+  std::optional<Vocabulary> kept;
+  if (options.resume && !comm && fs::exists(vocab_path)) kept = Vocabulary::load(vocab_path);
+  if (options.resume && comm) {
+    const std::string text =
+        comm->broadcast_bytes(main && fs::exists(vocab_path) ? Vocabulary::load(vocab_path).to_json().dump() : "");
+    if (!text.empty()) kept = Vocabulary::from_json(nlohmann::json::parse(text), vocab_path.string());
+  }
+  if (kept) {
+    vocab = *kept;
   } else {
     VocabOptions vo;
     vo.min_count = command.min_word_count;
     vo.max_length = options.max_train_length > 0 ? options.max_train_length : 1000000;
     vocab = Vocabulary::build(dataset, vo, "train");
-    vocab.save(vocab_path);
+    if (main) vocab.save(vocab_path);
   }
 
   // Captions and validation images with their feature rows.
@@ -179,10 +203,10 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
   dataset = Dataset{};
   release_free_memory();
   if (missing > 0 && tuned)
-    std::cerr << "warning: " << missing << " train/val images are missing (no such file); they are left out\n";
+    warn(std::to_string(missing) + " train/val images are missing (no such file); they are left out");
   else if (missing > 0)
-    std::cerr << "warning: " << missing << " train/val images have no features in " << store_dir.string()
-              << " (not prepared, or unreadable); they are left out\n";
+    warn(std::to_string(missing) + " train/val images have no features in " + store_dir.string() +
+         " (not prepared, or unreadable); they are left out");
   if (data.train.empty())
     throw InputError(command.data + ": no training captions with features (does the dataset have a \"train\" split, "
                                     "and was " + source_name + " prepared from it?)");
@@ -206,8 +230,10 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
 
   // The decoder: new, or with the options of the checkpoint being resumed.
   DecoderOptions dopts;
-  if (options.resume) {
-    auto meta = read_checkpoint_meta(out / "checkpoint.pt");
+  if (options.resume) {  // data-parallel: as rank 0 read it
+    nlohmann::json meta;
+    if (comm) meta = nlohmann::json::parse(comm->broadcast_bytes(main ? read_checkpoint_meta(out / "checkpoint.pt").dump() : ""));
+    else meta = read_checkpoint_meta(out / "checkpoint.pt");
     dopts = meta.at("decoder").get<DecoderOptions>();
   } else {
     dopts = decoder_options_for(options, static_cast<int>(vocab.size()), feature_dim, regions);
@@ -233,8 +259,9 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
                       {"min_word_count", command.min_word_count},
                       {"vocab_size", dopts.vocab_size},
                       {"feature_dim", dopts.feature_dim},
-                      {"regions", dopts.regions}};
-  write_file_atomic(out / "config.effective.json", effective.dump(2) + "\n");
+                      {"regions", dopts.regions},
+                      {"processes", comm ? comm->size() : 1}};
+  if (main) write_file_atomic(out / "config.effective.json", effective.dump(2) + "\n");
 
   Bundle bundle;
   bundle.encoder = tuned ? tuned->describe() : store_holder->encoder_description();  // before tuning: no tag
@@ -261,7 +288,10 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
   TrainHooks hooks;
   hooks.on_best = keep;
   hooks.on_final = keep;
-  TrainSummary summary = train_decoder(decoder, data, vocab, options, out, hooks, device, quiet);
+  TrainSummary summary = train_decoder(decoder, data, vocab, options, out, hooks, device, quiet, comm);
+  // The other processes are done; rank 0 scores the best model on the test split alone (it reads
+  // the bundle it wrote).
+  if (!main) return summary;
   if (command.eval_test) {
     TrainingData test;
     test.gather = data.gather;

@@ -4,8 +4,12 @@
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adam.h>
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
+#include "satcap/dist/communicator.h"
+#include "satcap/dist/gradient_sync.h"
 #include "satcap/model/encoder.h"
 #include "satcap/ops/adam_step.h"
 #include "satcap/runtime/error.h"
@@ -13,9 +17,9 @@
 namespace satcap {
 
 LossTerms training_loss(Decoder& decoder, const at::Tensor& features, const at::Tensor& captions,
-                        const at::Tensor& lengths, Precision precision, c10::Device device) {
+                        const at::Tensor& lengths, Precision precision, c10::Device device, const BatchSlice* slice) {
   AutocastScope autocast(precision, device);  // the forward and the loss only, not the backward
-  return decoder->loss(decoder->forward(features, captions, lengths));
+  return decoder->loss(decoder->forward(features, captions, lengths, slice));
 }
 
 namespace {
@@ -45,6 +49,11 @@ TrainingStep::TrainingStep(Decoder& decoder, Encoder* encoder, const TrainOption
 
 TrainingStep::~TrainingStep() = default;
 
+void TrainingStep::set_data_parallel(Communicator& comm, std::size_t bucket_bytes) {
+  comm_ = &comm;
+  sync_ = std::make_unique<GradientSync>(comm, parameters(), bucket_bytes);
+}
+
 std::vector<at::Tensor> TrainingStep::parameters() const {
   std::vector<at::Tensor> all = decoder_params_;  // every parameter whose gradient the loss scale multiplies
   all.insert(all.end(), encoder_params_.begin(), encoder_params_.end());
@@ -56,6 +65,26 @@ void TrainingStep::set_learning_rates(double lr, double encoder_lr) {
   if (encoder_optimizer_) set_lr(*encoder_optimizer_, encoder_lr);
 }
 
+void TrainingStep::sum_loss_terms(LossTerms& t, const TrainingBatch& batch) {
+  if (!batch.slice) throw std::logic_error("TrainingStep: a data-parallel step needs the batch's place in the global batch");
+  auto value = [](const at::Tensor& x) { return x.detach().to(at::kCPU, at::kFloat).reshape({}); };
+  at::Tensor values = at::stack({value(t.total), value(t.nll), value(t.ds_reg), value(t.reinforce), value(t.entropy),
+                                 value(t.caption_nll_sum)});
+  comm_->sum(values);
+  t.total = values[0];
+  t.nll = values[1];
+  t.ds_reg = values[2];
+  t.reinforce = values[3];
+  t.entropy = values[4];
+  t.caption_nll_sum = values[5];
+  t.tokens = at::scalar_tensor(static_cast<double>(batch.slice->tokens()), at::kFloat);
+  if (decoder_->options().attention == AttentionKind::hard && decoder_->is_training()) {
+    const auto captions = static_cast<double>(std::max<int64_t>(1, batch.slice->captions()));
+    const auto& b = decoder_->baseline();
+    decoder_->update_baseline(values[5].to(b.device()), at::scalar_tensor(captions, b.options()));
+  }
+}
+
 TrainingStep::Result TrainingStep::run(TrainingBatch& batch) {
   if (encoder_) {  // the features of the batch's images, with autograd: [B, n, D]
     AutocastScope autocast(precision_, device_);  // the encoder's forward too
@@ -63,16 +92,20 @@ TrainingStep::Result TrainingStep::run(TrainingBatch& batch) {
     batch.features = h.index_select(0, batch.images.index.to(device_));
   }
   Result r;
-  r.terms = training_loss(decoder_, batch.features, batch.captions, batch.lengths, precision_, device_);
+  r.terms = training_loss(decoder_, batch.features, batch.captions, batch.lengths, precision_, device_,
+                          batch.slice ? &*batch.slice : nullptr);
+  at::Tensor objective = r.terms.total;  // this process's part of the loss, to backpropagate
+  if (comm_) sum_loss_terms(r.terms, batch);
   r.loss = r.terms.total.item<double>();
-  if (!std::isfinite(r.loss)) {
+  if (!std::isfinite(r.loss)) {  // the global loss: every process agrees
     r.outcome = Outcome::loss_not_finite;
     return r;
   }
   clear_grads(*optimizer_);  // no zero-filled gradients to add into (satcap/ops/adam_step.h)
   if (encoder_optimizer_) clear_grads(*encoder_optimizer_);
-  scaler_.scaled(r.terms.total).backward();
-  if (gradient_hook_) gradient_hook_();
+  if (sync_) sync_->before_backward();
+  scaler_.scaled(objective).backward();
+  if (sync_) sync_->after_backward();  // the gradients of the global loss, on every process
   // fp16: gradients back to their true size; a step whose gradients overflowed is skipped (the
   // batch is used up all the same) and the scale halved.
   if (!scaler_.unscale_and_update(parameters())) {

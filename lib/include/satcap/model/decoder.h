@@ -36,6 +36,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "satcap/model/decoder_options.h"
 
@@ -62,6 +63,25 @@ struct DecoderState {
   void select_images(const at::Tensor& image_indices);
 };
 
+// Data-parallel training (satcap/train, satcap/dist): one process's part of a global minibatch. The
+// global batch's rows are sorted by decreasing length, the order the training forward packs them
+// in, and each process takes a contiguous run of them. With the part's place in the whole, the
+// forward and the loss compute what one process computes on the whole batch, whatever the split:
+// dropout masks keyed by each value's position in the global batch's packing, the hard-attention
+// samples of every global row drawn on every process (each keeps its rows'), the loss divided by
+// the global number of tokens.
+struct BatchSlice {
+  int64_t row_offset = 0;             // the part's first row in the global batch
+  std::vector<int64_t> global_steps;  // valid steps (length - 1) of every global row, non-increasing
+
+  int64_t tokens() const;             // N of the global batch: the loss's divisor
+  int64_t captions() const;           // global rows with a valid step: the baseline's mean is over them
+  int64_t active(int64_t t) const;    // global rows still going at step t
+  // UsageError unless the rows fit: row_offset + B global rows, non-increasing steps, and `steps`
+  // (the part's own rows' valid steps) those of global rows row_offset ...
+  void check(const std::vector<int64_t>& steps) const;
+};
+
 // One decoding step's result.
 struct StepOutput {
   at::Tensor log_probs;  // [R, V]  log p(y_t | y_<t, a)
@@ -85,6 +105,11 @@ struct DecoderOutput {
   at::Tensor sample_log_probs;  // [B, S]  log alpha_t[s_t] (differentiable)
   at::Tensor entropies;         // [B, S]  H(alpha_t) = -sum_i alpha_ti log alpha_ti (hard attention)
   bool sampled = false;         // true when z_t = a_{s_t} (REINFORCE applies)
+  // A part of a global batch (BatchSlice): the global batch's tokens and captions with a valid
+  // step; -1 otherwise. loss() then divides by the global token count and leaves the baseline's
+  // update to the caller, who knows the global NLL (update_baseline).
+  int64_t global_tokens = -1;
+  int64_t global_captions = -1;
 
   // [B, S, V]: valid_logits in the padded layout, 0 past each caption's end. Built on each call;
   // training never builds it (a [B, S, V] fill and scatter per step, 56 MB at the paper's scale).
@@ -104,6 +129,7 @@ struct LossTerms {
   at::Tensor reinforce;  // lambda_r * sum_n (NLL_n - b) * sum_t log alpha_t[s_t] / N  (0 unless sampled)
   at::Tensor entropy;    // lambda_e * sum_n sum_t H(alpha_nt) / N  (0 unless sampled)
   at::Tensor caption_nll;  // [B] NLL_n = sum of caption n's token NLL (detached)
+  at::Tensor caption_nll_sum;  // sum_n NLL_n over the captions with a valid step (detached): the baseline's input
   at::Tensor baseline;     // b used for this minibatch, before its update (detached)
   at::Tensor tokens;       // N
 };
@@ -120,13 +146,21 @@ struct DecoderImpl : torch::nn::Module {
   DecoderOutput forward(const at::Tensor& features, const at::Tensor& captions, const at::Tensor& lengths);
   DecoderOutput forward(const at::Tensor& features, const at::Tensor& captions, const at::Tensor& lengths,
                         HardDecode mode);
+  // The training forward of a part of a global batch (data-parallel training; see BatchSlice): the
+  // rows must be sorted by decreasing length. With `slice` null, the forward above.
+  DecoderOutput forward(const at::Tensor& features, const at::Tensor& captions, const at::Tensor& lengths,
+                        const BatchSlice* slice);
   // Hard attention at given locations ([B, T-1] int64 s_t): for scoring and for enumerating E_s[.].
   DecoderOutput forward_at(const at::Tensor& features, const at::Tensor& captions, const at::Tensor& lengths,
                            const at::Tensor& locations);
 
   // The loss of a teacher-forced output (see LossTerms). For hard attention in training mode it
-  // updates the baseline once: b <- decay * b + (1 - decay) * mean_n NLL_n (after using the old b).
+  // updates the baseline once: b <- decay * b + (1 - decay) * mean_n NLL_n (after using the old b),
+  // unless the output is a part of a global batch.
   LossTerms loss(const DecoderOutput& out);
+  // b <- decay * b + (1 - decay) * nll_sum / captions (0-dim tensors): the baseline's update, from
+  // the global batch's sums in data-parallel training.
+  void update_baseline(const at::Tensor& nll_sum, const at::Tensor& captions);
 
   // Decoding: h_0, c_0 and the projected features for features [B, n, D]; beam 1.
   DecoderState init_state(const at::Tensor& features);
@@ -162,11 +196,19 @@ struct DecoderImpl : torch::nn::Module {
   at::Tensor gate(const at::Tensor& h, const at::Tensor& context);  // beta_t * context
   static at::Tensor gated(const at::Tensor& beta_logits, const at::Tensor& context);  // the same, given f_beta(h)
   // Output layer over any leading shape: emb [..., m], h [..., H], z [..., D] -> logits [..., V].
-  at::Tensor output_logits(const at::Tensor& emb, const at::Tensor& h, const at::Tensor& z);
+  // `row_keys` ([N] int64, packed [N, .] inputs only): each row's position in the global batch's
+  // packing, for its dropout mask (satcap/ops/dropout.h).
+  at::Tensor output_logits(const at::Tensor& emb, const at::Tensor& h, const at::Tensor& z,
+                           const at::Tensor& row_keys = {});
   void check_features(const at::Tensor& features, const char* where) const;
   enum class Context { expected, sample, argmax, given };
   DecoderOutput teacher_forced(const at::Tensor& features, const at::Tensor& captions, const at::Tensor& lengths,
-                               Context context, const at::Tensor& locations);
+                               Context context, const at::Tensor& locations, const BatchSlice* slice = nullptr);
+  // Hard attention's s_t ~ Multinomial(alpha_t) for the B_t rows of alpha [B_t, n] (detached), which
+  // are rows offset .. offset + B_t of the `rows` rows active at this step (the global batch's in
+  // data-parallel training): at::multinomial's own draw (s = argmax alpha / q, q ~ Exp(1) on the
+  // CPU generator) made for all `rows`, so that a row's sample does not depend on the split.
+  static at::Tensor sample_locations(const at::Tensor& alpha, int64_t rows, int64_t offset);
 
   DecoderOptions options_;
   at::Tensor baseline_;  // "reinforce_baseline", 0-dim

@@ -8,7 +8,7 @@
 
 namespace satcap {
 
-// Exit codes of the `satcap` command (documented in README.md, "Exit codes").
+// Exit codes of the `satcap` command (documented in docs/cli.md, "Exit codes").
 enum class ExitCode : int {
   ok = 0,
   internal = 1,  // a bug or an unexpected failure
@@ -18,6 +18,8 @@ enum class ExitCode : int {
   output = 5,    // an output could not be written (permissions, full disk)
   partial = 6,   // some inputs failed, the others were processed and written
   interrupted = 7,  // training stopped on a non-finite loss or a signal; last checkpoint intact
+  peer_failed = 8,  // distributed training: another process failed or could not be reached (or the
+                    // rendezvous timed out); this one stopped, the last checkpoint is intact
 };
 
 class Error : public std::runtime_error {

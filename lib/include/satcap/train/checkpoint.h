@@ -64,4 +64,13 @@ TrainingProgress load_checkpoint(const std::filesystem::path& path, Decoder& dec
 // model). UsageError when `path` is missing, ModelError when it is not a satcap checkpoint or too new.
 nlohmann::json read_checkpoint_meta(const std::filesystem::path& path);
 
+// Data-parallel training: rank 0 alone reads the checkpoint file (UsageError when `path` is missing,
+// InputError when it cannot be read) and sends its bytes to the others, which load it from memory,
+// so the output folder need not be shared between machines. `name` names it in messages.
+std::string read_checkpoint_bytes(const std::filesystem::path& path);
+TrainingProgress load_checkpoint_bytes(const std::string& bytes, const std::string& name, Decoder& decoder,
+                                       TrainingStep& step, const TrainingData& data, const TrainOptions& options,
+                                       c10::Device device);
+nlohmann::json read_checkpoint_meta_bytes(const std::string& bytes, const std::string& name);
+
 }  // namespace satcap

@@ -12,6 +12,8 @@
 
 namespace satcap {
 
+class Communicator;
+
 struct TrainCommandOptions {
   // The dataset: a COCO captions file, a Karpathy dataset.json, a Flickr8k token file, or a folder.
   std::string data;
@@ -32,7 +34,10 @@ struct TrainCommandOptions {
 // Loads the dataset, builds (or on resume reloads) the vocabulary, opens or prepares the feature
 // store, trains, writes the best model bundle to <out>/model and (eval_test) scores it on the test split. `options` is the effective
 // configuration (also written to <out>/config.effective.json).
+// With `comm`, this process is one of a data-parallel run (satcap/train/trainer.h): every process
+// loads the data, rank 0 alone prepares the features (the others wait), writes the output folder
+// and scores the test split; on --resume the others get the vocabulary and the checkpoint from it.
 TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions& options,
-                          c10::Device device = c10::Device(c10::kCPU), bool quiet = false);
+                          c10::Device device = c10::Device(c10::kCPU), bool quiet = false, Communicator* comm = nullptr);
 
 }  // namespace satcap

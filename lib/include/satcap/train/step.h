@@ -6,7 +6,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
-#include <functional>
+#include <cstddef>
 #include <memory>
 #include <vector>
 
@@ -22,13 +22,16 @@ class Adam;
 
 namespace satcap {
 
+class Communicator;
 class Encoder;
+class GradientSync;
 
 // The decoder's teacher-forced forward and its loss under `precision`'s autocast
 // (satcap/runtime/precision.h), the scope closed before returning, so that the caller's backward
-// runs outside it.
+// runs outside it. `slice`: the batch is a part of a global batch (data-parallel training).
 LossTerms training_loss(Decoder& decoder, const at::Tensor& features, const at::Tensor& captions,
-                        const at::Tensor& lengths, Precision precision, c10::Device device);
+                        const at::Tensor& lengths, Precision precision, c10::Device device,
+                        const BatchSlice* slice = nullptr);
 
 class TrainingStep {
  public:
@@ -52,11 +55,19 @@ class TrainingStep {
 
   Result run(TrainingBatch& batch);
 
-  // Called after the backward, before the gradients are unscaled and clipped: where data-parallel
-  // training averages them across processes.
-  void set_gradient_hook(std::function<void()> hook) { gradient_hook_ = std::move(hook); }
+  // Data-parallel training: each process runs the step on its part of the global batch
+  // (TrainingBatch::slice), and the step makes it the global batch's step. The loss is divided by
+  // the global token count; its parts are summed over the processes (the logged loss, the
+  // non-finite check every process agrees on, the REINFORCE baseline's global mean NLL); the
+  // gradients are summed over the processes during and after the backward, before they are
+  // unscaled and clipped (satcap/dist/gradient_sync.h). Call before the first step, with the
+  // models on their device; `comm` must outlive the step.
+  void set_data_parallel(Communicator& comm, std::size_t bucket_bytes);
+  // The gradient buckets (null in one process).
+  const GradientSync* gradient_sync() const { return sync_.get(); }
 
   torch::optim::Adam& optimizer() { return *optimizer_; }
+  Decoder& decoder() { return decoder_; }
   torch::optim::Adam* encoder_optimizer() { return encoder_optimizer_.get(); }
   LossScaler& scaler() { return scaler_; }
   // Every parameter trained: the decoder's, then the fine-tuned encoder's.
@@ -64,6 +75,11 @@ class TrainingStep {
   void set_learning_rates(double lr, double encoder_lr);
 
  private:
+  // Data-parallel training: the global batch's loss parts in `terms` (each process's part is
+  // already divided by the global token count, so the parts add up), and the REINFORCE baseline's
+  // update from the global sums.
+  void sum_loss_terms(LossTerms& terms, const TrainingBatch& batch);
+
   Decoder& decoder_;
   Encoder* encoder_;
   double grad_clip_;
@@ -72,7 +88,8 @@ class TrainingStep {
   std::vector<at::Tensor> decoder_params_, encoder_params_;
   std::unique_ptr<torch::optim::Adam> optimizer_, encoder_optimizer_;
   LossScaler scaler_;
-  std::function<void()> gradient_hook_;
+  Communicator* comm_ = nullptr;
+  std::unique_ptr<GradientSync> sync_;
 };
 
 }  // namespace satcap

@@ -26,6 +26,7 @@
 
 namespace satcap {
 
+class Communicator;
 class Vocabulary;
 
 // What happened, also written into the bundle's config.json.
@@ -39,6 +40,7 @@ struct TrainSummary {
   double seconds = 0;              // wall time of this run (excluding earlier runs before a resume)
   double steps_per_second = 0;
   bool stopped_early = false;
+  int processes = 1;               // data-parallel processes of this run
 };
 
 // A new decoder's options from the training options and the data (vocabulary size V, feature
@@ -65,15 +67,29 @@ struct TrainHooks {
 // state, so k steps + resume + k steps gives the same weights as 2k steps.
 // A non-finite loss (or SIGINT/SIGTERM) throws TrainingStopped after logging it; the last good
 // checkpoint is left as it was (an interruption writes one first).
+//
+// With `comm` (satcap/dist/communicator.h), this process is one of a data-parallel run: every
+// process calls this with the same data and options, and they train one model together.
+// options.batch_size is the global batch, each process trains on its part of it
+// (satcap/train/batches.h) and the step sums the parts (satcap/train/step.h), so the weights are
+// those of one process on the same batches (up to rounding). Every process starts from rank 0's
+// weights, and on --resume loads the checkpoint rank 0 read, whatever number of processes wrote
+// it. Rank 0 alone writes into out_dir and runs the hooks; validation decoding is split across the
+// processes; what decides the schedule (stop signals, non-finite losses, validation scores) is the
+// same on every process. At each checkpoint the replicas are checked to be identical (their
+// hashes are logged).
 TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Vocabulary& vocab,
                            const TrainOptions& options, const std::filesystem::path& out_dir,
                            const TrainHooks& hooks = {}, c10::Device device = c10::Device(c10::kCPU),
-                           bool quiet = false);
+                           bool quiet = false, Communicator* comm = nullptr);
 
 // Decodes validation images with greedy (beam 1) or beam search and scores them: the keys of
 // metrics.h ("BLEU-1".."BLEU-4", "ROUGE-L", "CIDEr"). `captions`, if given, receives id -> caption.
+// With `comm`, every process of the run calls it: each decodes a share of the images, and each
+// gets all the captions and rank 0's scores.
 std::map<std::string, double> validate_decoder(Decoder& decoder, const TrainingData& data, const Vocabulary& vocab,
                                                const TrainOptions& options, c10::Device device,
-                                               std::map<std::string, std::string>* captions = nullptr);
+                                               std::map<std::string, std::string>* captions = nullptr,
+                                               Communicator* comm = nullptr);
 
 }  // namespace satcap
