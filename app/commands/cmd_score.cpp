@@ -1,13 +1,6 @@
 // `satcap score`: the official COCO caption metrics (BLEU-1..4, ROUGE-L, CIDEr) of a COCO results
 // file against COCO caption annotations. METEOR and SPICE (Java tools) are not computed.
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -16,7 +9,9 @@
 
 #include "command.h"
 #include "satcap/eval/metrics.h"
+#include "satcap/runtime/atomic_file.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
 
 namespace satcap::app {
 namespace {
@@ -27,22 +22,6 @@ struct ScoreOptions {
   bool json = false;        // print the scores as JSON on stdout instead of a table
   std::string per_image;    // also write per-image scores to this JSON file ("" = no)
 };
-
-nlohmann::json read_json(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw InputError(path + ": is a folder, not a JSON file");
-  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
-    throw InputError(path + ": not a regular file");  // a FIFO would block
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open file");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": not valid JSON (" + e.what() + ")");
-  } catch (const std::ios_base::failure& e) {
-    throw InputError(path + ": cannot read (" + e.what() + ")");
-  }
-}
 
 // An image id as a string: COCO uses integers; strings are accepted too.
 std::string image_id(const nlohmann::json& entry, const std::string& where) {
@@ -59,28 +38,6 @@ std::string caption(const nlohmann::json& entry, const std::string& where) {
   return entry["caption"].get<std::string>();
 }
 
-void write_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw OutputError(path + ": " + std::strerror(errno));
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
-    if (w < 0) {
-      const std::string msg = std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw OutputError(path + ": " + msg);
-    }
-    done += static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0 || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string msg = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw OutputError(path + ": " + msg);
-  }
-}
-
 std::string first_ids(const std::vector<std::string>& ids, size_t n = 5) {
   std::string s;
   for (size_t i = 0; i < ids.size() && i < n; ++i) s += (i ? ", " : "") + ids[i];
@@ -89,8 +46,12 @@ std::string first_ids(const std::vector<std::string>& ids, size_t n = 5) {
 }
 
 int run_score(const ScoreOptions& o) {
+  ProtectedInputs inputs;
+  inputs.add(o.annotations, "--annotations");
+  inputs.add(o.results, "--results");
+  if (!o.per_image.empty()) refuse_overwriting_input(o.per_image, "--per-image");
   // Annotations: image id -> reference captions.
-  const nlohmann::json ann = read_json(o.annotations);
+  const nlohmann::json ann = read_json_file(o.annotations, ExitCode::input);
   if (!ann.is_object() || !ann.contains("annotations") || !ann["annotations"].is_array())
     throw InputError(o.annotations + ": not COCO caption annotations (no \"annotations\" list)");
   std::map<std::string, std::vector<std::string>> references;
@@ -100,7 +61,7 @@ int run_score(const ScoreOptions& o) {
     references[image_id(anns[i], where)].push_back(caption(anns[i], where));
   }
   // Results: one caption per image, as the official evaluation requires.
-  const nlohmann::json res = read_json(o.results);
+  const nlohmann::json res = read_json_file(o.results, ExitCode::input);
   if (!res.is_array()) throw InputError(o.results + ": not a COCO results list ([{\"image_id\", \"caption\"}])");
   std::map<std::string, std::string> candidates;
   std::map<std::string, size_t> entry_of;
@@ -135,7 +96,7 @@ int run_score(const ScoreOptions& o) {
       for (const auto& name : metric_names()) e[name] = m.at(name);
       per.push_back(e);
     }
-    write_atomically(o.per_image, per.dump(1) + "\n");
+    write_file_atomic(o.per_image, per.dump(1) + "\n");
   }
   if (o.json) {
     nlohmann::json j;

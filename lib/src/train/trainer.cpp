@@ -197,6 +197,9 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
   if (options.resume) {
     p = load_checkpoint(checkpoint_path, decoder, step, data, options, device);
     step.set_learning_rates(p.lr, p.encoder_lr);
+    // A run resumed with more patience than it stopped early with goes on.
+    if (p.early_stopped && (options.early_stop_patience == 0 || p.since_best < options.early_stop_patience))
+      p.early_stopped = false;
   } else {
     at::manual_seed(options.seed);  // dropout and hard-attention sampling
   }
