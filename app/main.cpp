@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -77,6 +78,9 @@ int main(int argc, char** argv) {
   using namespace satcap;
   using namespace satcap::app;
   select_blas_kernels();  // before any matrix product (see runtime.h)
+  // A file-size limit (ulimit -f) is a full disk to satcap: the write that crosses it fails with
+  // EFBIG and is reported (exit 5, temporary file removed) instead of SIGXFSZ killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
 
   CLI::App cli{"satcap: Show, Attend and Tell image captioning (soft and hard attention) in C++"};
   cli.set_version_flag("--version", std::string("satcap ") + SATCAP_VERSION);
