@@ -36,7 +36,7 @@ std::vector<std::uint8_t> read_file_bytes(const fs::path& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT || errno == ENOTDIR) throw InputError(name + ": no such file");
-    throw InputError(name + ": cannot read (" + std::strerror(errno) + ")");
+    throw InputError(name + ": cannot read (" + errno_text() + ")");
   }
   if (S_ISDIR(st.st_mode)) throw InputError(name + ": is a folder, not an image");
   // A FIFO or device would block or never end: only regular files are images.
@@ -46,7 +46,7 @@ std::vector<std::uint8_t> read_file_bytes(const fs::path& path) {
     throw InputError(name + ": file of " + std::to_string(st.st_size) + " bytes is too large for an image");
   }
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // never blocks, whatever replaced the file
-  if (fd < 0) throw InputError(name + ": cannot read (" + std::strerror(errno) + ")");
+  if (fd < 0) throw InputError(name + ": cannot read (" + errno_text() + ")");
   std::vector<std::uint8_t> data(static_cast<std::size_t>(st.st_size));
   std::size_t got = 0;
   while (got < data.size()) {
@@ -55,7 +55,7 @@ std::vector<std::uint8_t> read_file_bytes(const fs::path& path) {
     if (r < 0) {
       int e = errno;
       ::close(fd);
-      throw InputError(name + ": cannot read (" + std::strerror(e) + ")");
+      throw InputError(name + ": cannot read (" + errno_text(e) + ")");
     }
     if (r == 0) break;  // the file shrank while we read it
     got += static_cast<std::size_t>(r);
