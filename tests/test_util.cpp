@@ -48,16 +48,20 @@ SatcapProcess::SatcapProcess(const std::vector<std::string>& args, const RunOpti
   envp.push_back(nullptr);
   const bool drop = options.unprivileged && geteuid() == 0;
   const rlim_t limit = options.file_size_limit;
+  // Under a file-size limit stderr goes through a pipe: the limit would cut a file at its size.
+  int err_pipe[2] = {-1, -1};
+  if (limit > 0 && pipe(err_pipe) != 0) throw std::runtime_error("pipe failed");
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
     int in = open("/dev/null", O_RDONLY);
     int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    int err = limit > 0 ? err_pipe[1] : open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
     if (in < 0 || out < 0 || err < 0) _exit(126);
     dup2(in, 0);
     dup2(out, 1);
     dup2(err, 2);
+    if (limit > 0) close(err_pipe[0]);
     if (limit > 0) {
       signal(SIGXFSZ, SIG_IGN);  // inherited through exec: writes past the limit fail with EFBIG
       rlimit r{limit, limit};
@@ -67,9 +71,15 @@ SatcapProcess::SatcapProcess(const std::vector<std::string>& args, const RunOpti
     execve(SATCAP_BINARY, argv.data(), envp.data());
     _exit(127);
   }
+  if (limit > 0) {
+    close(err_pipe[1]);
+    err_fd_ = err_pipe[0];
+    fcntl(err_fd_, F_SETFL, O_NONBLOCK);
+  }
 }
 
 SatcapProcess::~SatcapProcess() {
+  if (err_fd_ >= 0) close(err_fd_);
   if (!done_ && pid_ > 0) {
     ::kill(pid_, SIGKILL);
     int status = 0;
@@ -77,7 +87,15 @@ SatcapProcess::~SatcapProcess() {
   }
 }
 
+void SatcapProcess::drain_stderr() {
+  if (err_fd_ < 0) return;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(err_fd_, buf, sizeof buf)) > 0) piped_err_.append(buf, static_cast<std::size_t>(n));
+}
+
 bool SatcapProcess::running() {
+  drain_stderr();
   if (done_) return false;
   int status = 0;
   const pid_t r = waitpid(pid_, &status, WNOHANG);
@@ -101,7 +119,14 @@ CommandResult SatcapProcess::wait() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   result_.out = read_text_file(dir_ / "stdout");
-  result_.err = read_text_file(dir_ / "stderr");
+  if (err_fd_ >= 0) {
+    drain_stderr();
+    close(err_fd_);
+    err_fd_ = -1;
+    result_.err = piped_err_;
+  } else {
+    result_.err = read_text_file(dir_ / "stderr");
+  }
   return result_;
 }
 

@@ -43,6 +43,9 @@ class SatcapProcess {
   CommandResult result_;
   bool done_ = false;
   double timeout_s_ = 0;
+  int err_fd_ = -1;         // stderr's pipe under a file-size limit
+  std::string piped_err_;   // what came through it
+  void drain_stderr();
 };
 
 // A process id that is certainly not running now (a child that exited and was reaped).
