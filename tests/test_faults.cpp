@@ -40,7 +40,8 @@ CommandResult limited(const std::vector<std::string>& args, unsigned long long b
   return run_satcap_with(args, o);
 }
 
-// A small scenes data set with its features prepared (shared by the cases below).
+// A small scenes data set with its features prepared, once per process (ctest runs each case in a
+// process of its own, in parallel: each gets its own folder).
 struct Prepared {
   fs::path dir;
   bool ok = false;
@@ -48,7 +49,7 @@ struct Prepared {
 const Prepared& prepared() {
   static Prepared p = [] {
     Prepared r;
-    r.dir = fresh_temp_dir("faults_prepared");
+    r.dir = fresh_temp_dir("faults_prepared_" + std::to_string(getpid()));
     if (!fs::exists(source_dir() / "models" / "embedded" / "mobilenet_v2" / "model.json")) return r;
     r.ok = run_satcap({"scenes", "--out", (r.dir / "scenes").string(), "--images", "12", "--seed", "3"}).exit_code == 0 &&
            run_satcap({"-q", "prepare", "--data", (r.dir / "scenes").string(), "--out", (r.dir / "features").string()})
@@ -161,7 +162,7 @@ TEST_CASE("a read-only output folder: exit 5 naming it, before any work where it
   fs::permissions(ro, fs::perms::owner_all);
 }
 
-TEST_CASE("an input that vanishes after the run listed it is named; the others are processed", "[faults]") {
+TEST_CASE("an input that vanishes after the run listed it is named, the others are processed", "[faults]") {
   const fs::path dir = fresh_temp_dir("faults_vanished");
   fs::copy_file(dog(), dir / "a.jpg");
   fs::copy_file(dog(), dir / "b.jpg");

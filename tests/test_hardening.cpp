@@ -142,7 +142,7 @@ TEST_CASE("an output never replaces an input of the same run", "[harden]") {
   CHECK(fs::exists(dir / "per.json"));
 }
 
-TEST_CASE("train --out over an earlier run is refused without --overwrite; stale temporaries go", "[harden]") {
+TEST_CASE("train --out over an earlier run is refused without --overwrite, stale temporaries go", "[harden]") {
   const fs::path dir = fresh_temp_dir("harden_train_overwrite");
   const fs::path out = dir / "run";
   fs::create_directories(out / "model");
@@ -280,7 +280,7 @@ TEST_CASE("an unknown subcommand is named", "[harden]") {
   CHECK_THAT(r.err, Catch::Contains("'frobnicate'"));
 }
 
-TEST_CASE("a bundle records checksums of its files; altered, swapped or non-finite files are refused", "[harden][bundle]") {
+TEST_CASE("a bundle records checksums of its files: altered, swapped or non-finite files are refused", "[harden][bundle]") {
   const fs::path dir = fresh_temp_dir("harden_bundle_checksums");
   Bundle b = tiny_bundle();
   save_bundle(b, dir / "a");
@@ -360,7 +360,7 @@ TEST_CASE("feature store rows are matched to images by content, not by name", "[
   CHECK(check_source(dir / "0.jpg", s.source(0)) == SourceState::same);
 }
 
-TEST_CASE("--resume keeps the run's options: changes that may happen are applied and said, others refused", "[harden][train]") {
+TEST_CASE("resuming keeps the run's options: changes that may happen are applied and said, others refused", "[harden][train]") {
   TrainOptions recorded;
   recorded.batch_size = 64;
   recorded.epochs = 20;

@@ -60,7 +60,7 @@ const CommandRegistration registration{
         std::ostream* log = global_options().quiet ? nullptr : &std::cerr;
         nlohmann::json report = run_bench(opts->bench, log);
         if (!opts->save.empty()) {
-          write_file_atomic(opts->save, report.dump(2) + "\n");
+          write_file_atomic(opts->save, report.dump(2) + "\n", ParentDirs::must_exist);  // a typo is not a new folder
         }
         if (opts->json) {
           std::cout << report.dump() << "\n";
