@@ -201,7 +201,7 @@ TEST_CASE("caption options are validated with the option's name", "[caption]") {
   CHECK_THAT(bad.err, Catch::Contains("--alternatives"));
 }
 
-TEST_CASE("random-weights hard-attention bundle: every decode mode runs; sampling is reproducible with a seed",
+TEST_CASE("random-weights hard-attention bundle: every decode mode runs, sampling is reproducible with a seed",
           "[caption]") {
   std::vector<cv::Mat> images;
   for (const auto& p : darknet_images(2)) images.push_back(read_image_rgb(p));

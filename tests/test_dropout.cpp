@@ -35,7 +35,7 @@ TEST_CASE("dropout keeps about 1 - p of the elements, scaled by 1 / (1 - p), and
   }
 }
 
-TEST_CASE("dropout's mask follows the generator's seed, not the thread count; eval and p = 0 pass x through",
+TEST_CASE("dropout's mask follows the generator's seed, not the thread count, eval and p = 0 pass x through",
           "[dropout]") {
   auto x = at::rand({300, 700}) + 0.5;
   at::manual_seed(7);

@@ -305,7 +305,7 @@ TEST_CASE("compare: soft and hard trained on the same data, one table, one stack
   CHECK(png.rows >= 2 * 224);
 }
 
-TEST_CASE("compare: --attention runs one model; more epochs later continue it, as if trained straight", "[eval]") {
+TEST_CASE("compare: --attention runs one model, more epochs later continue it, as if trained straight", "[eval]") {
   const fs::path data = tiny_scenes();
   const fs::path base = fresh_temp_dir("eval_compare_continue");
   auto compare = [&](const fs::path& out, const std::string& epochs) {

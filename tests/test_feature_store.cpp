@@ -232,7 +232,9 @@ TEST_CASE("Feature store: failed rows, corruption, newer versions, foreign folde
   // A newer format is refused with what to do.
   fs::copy(base / "s", base / "v");
   std::string meta = read_text_file(base / "v/meta.json");
-  meta.replace(meta.find("\"format_version\": 1"), 19, "\"format_version\": 99");
+  const std::string current = "\"format_version\": " + std::to_string(FeatureStore::format_version);
+  REQUIRE(meta.find(current) != std::string::npos);
+  meta.replace(meta.find(current), current.size(), "\"format_version\": 99");
   write_text_file(base / "v/meta.json", meta);
   CHECK_THAT(message_of([&] { FeatureStore::open(base / "v"); }), Catch::Contains("newer"));
   // Malformed meta.

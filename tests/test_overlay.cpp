@@ -151,7 +151,7 @@ TEST_CASE("attention_map handles flat, zero and broken weights and refuses a wro
   REQUIRE(cell_rect({224, 224}, 14, 14, 4, 4).contains(at));
 }
 
-TEST_CASE("the mask style is bright where attended and dark elsewhere; heat is coloured", "[overlay]") {
+TEST_CASE("the mask style is bright where attended and dark elsewhere, heat is coloured", "[overlay]") {
   cv::Mat img(224, 224, CV_8UC3);
   cv::RNG rng(7);
   rng.fill(img, cv::RNG::UNIFORM, 40, 200);

@@ -163,3 +163,32 @@ TEST_CASE("satcap prepare: bad options and datasets fail before any encoder runs
   CHECK_THAT(r.err, Catch::Contains("captions.json: annotations[0]: 'caption' is not a string"));
   CHECK_FALSE(fs::exists(dir / "store"));
 }
+
+TEST_CASE("prepare: a store made from other images under the same names is re-encoded, not kept", "[prepare][harden]") {
+  fs::path dir = make_dataset("prepare_stale");
+  FakeEncoder enc;
+  PrepareOptions o;
+  o.batch_size = 2;
+  {
+    Dataset d = load_dataset(dir.string());
+    PrepareSummary s = prepare_features(d, enc, (dir / "store").string(), o);
+    REQUIRE(s.encoded == 6);
+  }
+  // Another data set under the same file names: img5.png now shows something else.
+  cv::Mat other(12, 16, CV_8UC3, cv::Scalar(0, 0, 255));
+  REQUIRE(cv::imwrite((dir / "images" / "img5.png").string(), other));
+  Dataset d = load_dataset(dir.string());
+  FakeEncoder again;
+  PrepareSummary s = prepare_features(d, again, (dir / "store").string(), o);
+  CHECK(s.changed == 1);   // before: "6 already stored", the stale row kept
+  CHECK(s.already == 5);
+  CHECK(s.encoded == 1);
+  FeatureStore store = FeatureStore::open(dir / "store", "fake-avgpool-2x2");
+  at::Tensor now = again.forward(again.preprocess({read_image_rgb(dir / "images" / "img5.png")}));
+  CHECK(at::allclose(store.gather({static_cast<std::int64_t>(*store.row_of("img5.png"))}), now));
+  // The rows are current again: a third run encodes nothing.
+  FakeEncoder third;
+  PrepareSummary s3 = prepare_features(d, third, (dir / "store").string(), o);
+  CHECK(s3.changed == 0);
+  CHECK(s3.encoded == 0);
+}

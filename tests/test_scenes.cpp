@@ -337,7 +337,7 @@ TEST_CASE("scene options are validated", "[scenes]") {
   REQUIRE_THROWS_AS(validate(o), UsageError);
 }
 
-TEST_CASE("the same seed gives the same bytes, whatever the threads; another seed other bytes", "[scenes]") {
+TEST_CASE("the same seed gives the same bytes, whatever the threads, another seed other bytes", "[scenes]") {
   fs::path base = fresh_temp_dir("scenes_determinism");
   SceneOptions a = options_for(base / "a", 12, 42);
   a.threads = 1;

@@ -363,12 +363,15 @@ TEST_CASE("satcap train: from a scenes data set to a model bundle, config file a
   CHECK(bundle.decoder_options.feature_dim == 576);
   CHECK(bundle.encoder_identity().find("mobilenet_v2") != std::string::npos);
 
-  // Resume to the end of the 2 epochs: validation runs and the best model is kept.
+  // Resume to the end of the 2 epochs: validation runs and the best model is kept. The run keeps
+  // its own options; the step limit, which may change on the way, is lifted and said so.
   args = common;
-  args.insert(args.end(), {"--epochs", "2", "--resume", "--features", (dir / "out" / "features").string()});
+  args.insert(args.end(), {"--epochs", "2", "--max-steps", "0", "--resume", "--features",
+                           (dir / "out" / "features").string()});
   auto second = run_satcap(args);
   INFO(second.err);
   REQUIRE(second.exit_code == 0);
+  CHECK_THAT(second.err, Catch::Contains("--resume applies --max-steps 0 (the run has 3)"));
   CHECK(log_records(dir / "out", "val").size() == 2);
   CHECK(log_records(dir / "out", "resume").size() == 1);
   CHECK(fs::exists(dir / "out" / "curves.png"));

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <iomanip>
 #include <memory>
 
@@ -16,6 +15,7 @@
 #include "satcap/data/image_batch.h"
 #include "satcap/data/prepare.h"
 #include "satcap/model/encoder.h"
+#include "satcap/runtime/atomic_file.h"
 #include "satcap/runtime/error.h"
 #include "satcap/runtime/runtime.h"
 
@@ -47,7 +47,7 @@ bool make_photo_dataset(const fs::path& dir, int64_t count) {
     images.push_back({{"id", i + 1}, {"file_name", name}});
     annotations.push_back({{"id", i + 1}, {"image_id", i + 1}, {"caption", "a photograph"}});
   }
-  std::ofstream(dir / "captions.json") << json{{"images", images}, {"annotations", annotations}}.dump();
+  write_file_atomic(dir / "captions.json", json{{"images", images}, {"annotations", annotations}}.dump());
   return true;
 }
 

@@ -1,22 +1,19 @@
 #include "caption/caption_command.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <iomanip>
 #include <memory>
 #include <set>
 #include <sstream>
 
 #include "satcap/data/image.h"
+#include "satcap/model/bundle.h"
+#include "satcap/runtime/atomic_file.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
 #include "satcap/runtime/runtime.h"
 #include "satcap/viz/gallery.h"
 #include "satcap/viz/overlay.h"
@@ -49,62 +46,26 @@ std::optional<std::int64_t> coco_image_id(const fs::path& path) {
 
 namespace {
 
-std::string errno_text() { return std::strerror(errno); }
-
-// Where the captions go: stdout (streamed) or a file written to "<path>.tmp-<pid>" and renamed into
+// Where the captions go: stdout (streamed) or a file written through an AtomicFile and put in
 // place by finish(), so an interrupted run never leaves a half-written file under the real name.
 class CaptionOutput {
  public:
   CaptionOutput(const std::string& path, std::ostream& stream) : stream_(stream) {
-    if (path.empty()) return;
-    path_ = path;
-    tmp_ = path_;
-    tmp_ += ".tmp-" + std::to_string(::getpid());
-    std::error_code ec;
-    if (path_.has_parent_path()) fs::create_directories(path_.parent_path(), ec);
-    if (fs::is_directory(path_)) throw OutputError(path_.string() + ": is a folder (--out takes a file name)");
-    file_ = std::fopen(tmp_.c_str(), "wb");
-    if (file_ == nullptr) throw OutputError(path_.string() + ": cannot write: " + errno_text());
-  }
-  ~CaptionOutput() {
-    if (file_ != nullptr) {
-      std::fclose(file_);
-      std::error_code ec;
-      fs::remove(tmp_, ec);
-    }
+    if (!path.empty()) file_ = std::make_unique<AtomicFile>(path);
   }
   void write(const std::string& text) {
-    if (file_ == nullptr) {
-      stream_ << text;
-      stream_.flush();
-      if (!stream_) throw OutputError("standard output: cannot write");
-      return;
-    }
-    if (std::fwrite(text.data(), 1, text.size(), file_) != text.size())
-      throw OutputError(path_.string() + ": cannot write: " + errno_text());
+    if (file_) return file_->write(text);
+    stream_ << text;
+    stream_.flush();
+    if (!stream_) throw OutputError("standard output: cannot write");
   }
   void finish() {
-    if (file_ == nullptr) return;
-    const bool ok = std::fflush(file_) == 0 && ::fsync(::fileno(file_)) == 0;
-    const std::string why = ok ? "" : errno_text();
-    std::fclose(file_);
-    file_ = nullptr;
-    std::error_code ec;
-    if (!ok) {
-      fs::remove(tmp_, ec);
-      throw OutputError(path_.string() + ": cannot write: " + why);
-    }
-    if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-      const std::string e = errno_text();
-      fs::remove(tmp_, ec);
-      throw OutputError(path_.string() + ": " + e);
-    }
+    if (file_) file_->commit();
   }
 
  private:
   std::ostream& stream_;
-  fs::path path_, tmp_;
-  std::FILE* file_ = nullptr;
+  std::unique_ptr<AtomicFile> file_;
 };
 
 // Paths in the text format: a tab or a line break would break the line structure.
@@ -131,11 +92,12 @@ void require_writable_dir(const fs::path& dir, const std::string& option) {
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir))
     throw OutputError(dir.string() + ": cannot create the " + option + " folder: " + (ec ? ec.message() : "not a folder"));
-  fs::path probe = dir / (".satcap-probe-" + std::to_string(::getpid()));
-  int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
-  if (fd < 0) throw OutputError(dir.string() + ": cannot write into the " + option + " folder: " + errno_text());
-  ::close(fd);
-  fs::remove(probe, ec);
+  try {
+    AtomicFile probe(dir / ".satcap-probe");  // created and, uncommitted, removed again
+  } catch (const OutputError& e) {
+    throw OutputError(dir.string() + ": cannot write into the " + option + " folder: " +
+                      std::string(e.what()).substr((dir / ".satcap-probe").string().size() + 2));
+  }
 }
 
 }  // namespace
@@ -149,6 +111,21 @@ int run_caption(const CaptionRunOptions& options_in, std::ostream& out, std::ost
 
   std::vector<fs::path> paths = expand_image_inputs(options.inputs);
   if (paths.empty()) throw InputError("no images found in the inputs given (image extensions: jpg, jpeg, png, bmp, webp, tif, tiff)");
+
+  // No output may replace an input of the run: an image, a list file, a file of the model.
+  ProtectedInputs inputs;
+  inputs.add(paths, "the input image");
+  for (const auto& input : options.inputs) inputs.add(fs::path(input), "the input");
+  const fs::path model_dir = resolve_bundle_dir(options.captioner.model.empty() ? default_model_dir()
+                                                                                : fs::path(options.captioner.model));
+  std::error_code model_ec;
+  for (fs::directory_iterator it(model_dir, model_ec), end; !model_ec && it != end; it.increment(model_ec))
+    inputs.add(it->path(), "a file of the model");
+  if (!options.out.empty()) refuse_overwriting_input(options.out, "--out");
+  if (!options.html.empty()) refuse_overwriting_input(options.html, "--html");
+  if (!options.out.empty() && !options.html.empty() &&
+      fs::weakly_canonical(options.out) == fs::weakly_canonical(options.html))
+    throw UsageError("--out and --html name the same file " + options.out + "; give each its own");
 
   // Outputs that can be checked before the model runs are checked first.
   const bool overlays = !options.overlay_dir.empty();

@@ -2,13 +2,13 @@
 // (app/bench/bench.h says what is measured).
 #include <nlohmann/json.hpp>
 
-#include <fstream>
 #include <iostream>
 #include <memory>
 
 #include "bench/bench.h"
 #include "command.h"
 #include "options_cli.h"
+#include "satcap/runtime/atomic_file.h"
 #include "satcap/runtime/error.h"
 
 namespace satcap::app {
@@ -60,9 +60,7 @@ const CommandRegistration registration{
         std::ostream* log = global_options().quiet ? nullptr : &std::cerr;
         nlohmann::json report = run_bench(opts->bench, log);
         if (!opts->save.empty()) {
-          std::ofstream out(opts->save);
-          out << report.dump(2) << "\n";
-          if (!out) throw OutputError(opts->save + ": cannot write the benchmark report");
+          write_file_atomic(opts->save, report.dump(2) + "\n", ParentDirs::must_exist);  // a typo is not a new folder
         }
         if (opts->json) {
           std::cout << report.dump() << "\n";

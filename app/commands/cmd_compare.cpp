@@ -9,6 +9,7 @@
 #include "compare/compare.h"
 #include "options_cli.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
 #include "satcap/runtime/runtime.h"
 #include "satcap/train/train_options.h"
 
@@ -63,13 +64,7 @@ const CommandRegistration registration{
         CompareOptions o = c->options;
         o.train = nlohmann::json::object();
         if (!c->config.empty()) {
-          std::ifstream in(c->config, std::ios::binary);
-          if (!in) throw InputError(c->config + ": cannot read the config file");
-          try {
-            o.train = nlohmann::json::parse(in);
-          } catch (const nlohmann::json::exception& e) {
-            throw InputError(c->config + ": malformed JSON (" + e.what() + ")");
-          }
+          o.train = read_json_file(c->config, ExitCode::input);
           if (!o.train.is_object()) throw InputError(c->config + ": expected a JSON object of training options");
         }
         o.train.merge_patch(c->train_binder.typed(to_json(c->train)));

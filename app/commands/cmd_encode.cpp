@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -15,10 +16,13 @@
 #include "satcap/data/image.h"
 #include "satcap/model/encoder.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
 #include "satcap/runtime/runtime.h"
 
 namespace satcap::app {
 namespace {
+
+namespace fs = std::filesystem;
 
 struct EncodeCommandOptions {
   std::vector<std::string> inputs;  // images, folders, or .txt/.lst lists
@@ -31,20 +35,25 @@ struct EncodeCommandOptions {
 int run_encode(const EncodeCommandOptions& o) {
   if (o.batch < 1) throw UsageError("--batch must be at least 1 (got " + std::to_string(o.batch) + ")");
   const c10::Device device = parse_device(global_options().device);
-  if (!o.out.empty()) check_encoded_features_path(o.out);  // before the work, not after it
-  auto encoder = load_encoder(o.encoder);
-  encoder->to(device);
-
   int failed = 0;
   std::vector<std::string> paths;
+  ProtectedInputs inputs;  // --out must not replace an image, a list or the encoder
   for (const auto& input : o.inputs) {
+    inputs.add(fs::path(input), "the input");
     try {
-      for (const auto& p : expand_image_inputs({input})) paths.push_back(p.string());
+      for (const auto& p : expand_image_inputs({input})) {
+        paths.push_back(p.string());
+        inputs.add(p, "the input image");
+      }
     } catch (const Error& e) {
       std::cerr << "error: " << e.what() << "\n";
       ++failed;
     }
   }
+  inputs.add(fs::path(o.encoder.source), "the encoder");
+  if (!o.out.empty()) check_encoded_features_path(o.out);  // before the work, not after it
+  auto encoder = load_encoder(o.encoder);
+  encoder->to(device);
 
   const std::string identity = encoder->identity();
   const ImageLimits limits = encoder->read_limits();  // as prepare reads images for this encoder

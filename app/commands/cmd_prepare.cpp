@@ -60,7 +60,8 @@ const CommandRegistration registration{
         PrepareSummary s = prepare_features(dataset, *encoder, o->out, o->prepare);
         if (!quiet) std::cerr << "\n";
         for (const auto& f : s.failures) std::cerr << "error: " << f << "\n";
-        std::cout << o->out << ": " << s.images << " images (" << s.already << " already stored, " << s.encoded
+        std::cout << o->out << ": " << s.images << " images (" << s.already << " already stored, "
+                  << (s.changed > 0 ? std::to_string(s.changed) + " changed since they were stored, " : "") << s.encoded
                   << " encoded, " << s.failed << " failed) in " << s.seconds << " s; encoder " << encoder->identity() << "\n";
         return s.failed > 0 ? static_cast<int>(ExitCode::partial) : 0;
       };

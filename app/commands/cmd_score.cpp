@@ -1,13 +1,6 @@
 // `satcap score`: the official COCO caption metrics (BLEU-1..4, ROUGE-L, CIDEr) of a COCO results
 // file against COCO caption annotations. METEOR and SPICE (Java tools) are not computed.
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -17,7 +10,9 @@
 #include "command.h"
 #include "satcap/eval/coco_results.h"
 #include "satcap/eval/metrics.h"
+#include "satcap/runtime/atomic_file.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
 
 namespace satcap::app {
 namespace {
@@ -29,29 +24,11 @@ struct ScoreOptions {
   std::string per_image;    // also write per-image scores to this JSON file ("" = no)
 };
 
-void write_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw OutputError(path + ": " + std::strerror(errno));
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
-    if (w < 0) {
-      const std::string msg = std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw OutputError(path + ": " + msg);
-    }
-    done += static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0 || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string msg = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw OutputError(path + ": " + msg);
-  }
-}
-
 int run_score(const ScoreOptions& o) {
+  ProtectedInputs inputs;
+  inputs.add(o.annotations, "--annotations");
+  inputs.add(o.results, "--results");
+  if (!o.per_image.empty()) refuse_overwriting_input(o.per_image, "--per-image");
   const auto references = load_coco_references(o.annotations);
   const CocoResults results = load_coco_results(o.results, references, o.annotations);
   const auto& candidates = results.captions;
@@ -69,7 +46,7 @@ int run_score(const ScoreOptions& o) {
       for (const auto& name : metric_names()) e[name] = m.at(name);
       per.push_back(e);
     }
-    write_atomically(o.per_image, per.dump(1) + "\n");
+    write_file_atomic(o.per_image, per.dump(1) + "\n");
   }
   if (o.json) {
     nlohmann::json j;

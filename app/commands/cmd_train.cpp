@@ -8,7 +8,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <fstream>
 #include <iostream>
 #include <memory>
 
@@ -17,6 +16,7 @@
 #include "satcap/dist/communicator.h"
 #include "satcap/dist/launcher.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
 #include "satcap/runtime/runtime.h"
 #include "satcap/train/run_training.h"
 
@@ -54,16 +54,6 @@ std::unique_ptr<Communicator> join_run(const DistOptions& dist, c10::Device& dev
   return comm;
 }
 
-nlohmann::json read_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot read the config file");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": malformed JSON (" + e.what() + ")");
-  }
-}
-
 const CommandRegistration registration{
     "train", "Train a decoder (soft or hard attention) on a dataset's features and write a model bundle",
     [](CLI::App& sub) -> RunFunction {
@@ -83,6 +73,10 @@ const CommandRegistration registration{
       sub.add_option("--min-word-count", c.min_word_count, "Words seen fewer times in training captions become <unk>")
           ->capture_default_str();
       sub.add_flag("!--no-eval-test", c.eval_test, "Do not score the best model on the test split at the end");
+      sub.add_flag("--overwrite", c.overwrite,
+                   "Start a new run in --out although it holds one: deletes that run's model/, checkpoint.pt, "
+                   "train_log.jsonl, curves.png, config.effective.json, vocab.json and test_scores.json (a features/ "
+                   "store and other files are kept)");
       sub.add_option("--config", t->config, "JSON file of training options (keys as in config.effective.json); the "
                                             "command line overrides it")
           ->capture_default_str();
@@ -94,9 +88,13 @@ const CommandRegistration registration{
       return [t] {
         validate(t->dist);
         nlohmann::json config;
-        if (!t->config.empty()) config = read_config(t->config);
+        if (!t->config.empty()) config = read_json_file(t->config, ExitCode::input);
         const nlohmann::json typed = t->binder.typed(to_json(t->options));
         TrainOptions effective = resolve_train_options(t->config.empty() ? nullptr : &config, typed, t->config);
+        // What the user gave (a resumed run keeps its own values for the rest).
+        nlohmann::json given = config.is_object() ? config : nlohmann::json::object();
+        given.merge_patch(typed);
+        t->command.given_options = given;
         c10::Device device = parse_device(global_options().device);
         if (t->dist.nproc > 0 && !t->dist.distributed) return launch_workers(t->dist);
         std::unique_ptr<Communicator> comm;

@@ -4,13 +4,14 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
 
+#include "satcap/model/named_tensors.h"
+#include "satcap/runtime/atomic_file.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
+#include "satcap/runtime/json_value.h"
+#include "satcap/runtime/torch_error.h"
 
 namespace fs = std::filesystem;
 
@@ -31,13 +32,8 @@ std::string tensor_text(const at::Tensor& t) {
 }  // namespace
 
 void check_encoded_features_path(const fs::path& path) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) throw OutputError(path.string() + ": is a folder; give a file name");
-  const fs::path tmp = path.string() + ".tmp-" + std::to_string(getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) throw OutputError(path.string() + ": cannot write (" + std::strerror(errno) + ")");
-  ::close(fd);
-  ::unlink(tmp.c_str());
+  refuse_overwriting_input(path, "--out");
+  AtomicFile probe(path, ParentDirs::must_exist);  // created and, uncommitted, removed again
 }
 
 void save_encoded_features(const fs::path& path, const EncodedFeatures& data) {
@@ -49,35 +45,13 @@ void save_encoded_features(const fs::path& path, const EncodedFeatures& data) {
                       {"format_version", kEncodedFeaturesVersion},
                       {"images", data.images},
                       {"encoder", data.encoder}};
-  std::error_code dir_ec;
-  if (fs::is_directory(path, dir_ec)) throw OutputError(path.string() + ": is a folder; give a file name");
-  const fs::path tmp = path.string() + ".tmp-" + std::to_string(getpid());
-  try {
-    torch::serialize::OutputArchive archive;
-    archive.write("format_version", at::tensor(std::vector<std::int64_t>{kEncodedFeaturesVersion}));
-    archive.write("meta", text_tensor(meta.dump()));
-    archive.write("features", f.detach().to(at::kCPU).to(at::kFloat).contiguous());
-    archive.save_to(tmp.string());
-  } catch (const c10::Error& e) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    std::string what = e.what();
-    throw OutputError(path.string() + ": cannot write (" + what.substr(0, what.find('\n')) + ")");
-  }
-  int fd = ::open(tmp.c_str(), O_RDONLY);
-  if (fd < 0 || ::fsync(fd) != 0) {
-    const std::string reason = std::strerror(errno);
-    if (fd >= 0) ::close(fd);
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw OutputError(path.string() + ": " + reason);
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string reason = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw OutputError(path.string() + ": cannot write (" + reason + ")");
-  }
+  torch::serialize::OutputArchive archive;
+  archive.write("format_version", at::tensor(std::vector<std::int64_t>{kEncodedFeaturesVersion}));
+  archive.write("meta", text_tensor(meta.dump()));
+  archive.write("features", f.detach().to(at::kCPU).to(at::kFloat).contiguous());
+  // Streamed through the atomic writer: a full disk is an OutputError naming the file, never
+  // LibTorch's writer throwing from its destructor (which ended the process).
+  write_archive_atomic(path, archive, ParentDirs::must_exist);
 }
 
 EncodedFeatures load_encoded_features(const fs::path& path) {
@@ -96,11 +70,10 @@ EncodedFeatures load_encoded_features(const fs::path& path) {
     archive.read("meta", meta_bytes);
     archive.read("features", out.features);
     auto meta = nlohmann::json::parse(tensor_text(meta_bytes));
-    out.images = meta.at("images").get<std::vector<std::string>>();
-    out.encoder = meta.at("encoder");
+    out.images = json_field<std::vector<std::string>>(meta, "images", path.string(), ExitCode::input);
+    out.encoder = meta.value("encoder", nlohmann::json::object());
   } catch (const c10::Error& e) {
-    std::string what = e.what();
-    throw InputError(path.string() + ": not a satcap features file (" + what.substr(0, what.find('\n')) + ")");
+    throw InputError(path.string() + ": not a satcap features file (" + exception_text(e) + ")");
   } catch (const nlohmann::json::exception& e) {
     throw InputError(path.string() + ": malformed metadata (" + e.what() + ")");
   }

@@ -19,7 +19,9 @@
 #include <unordered_map>
 
 #include "satcap/runtime/error.h"
-#include "satcap/runtime/json_input.h"
+#include "satcap/runtime/input_file.h"
+#include "satcap/runtime/json_value.h"
+#include "satcap/runtime/sha256.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -33,7 +35,7 @@ namespace {
 constexpr const char* kFormat = "satcap-feature-store";
 constexpr std::int64_t kMaxSide = 1 << 20;
 
-std::string errno_text() { return std::strerror(errno); }
+constexpr std::size_t kSourceBytes = 48;  // size, mtime_ns, SHA-256
 
 std::size_t dtype_size(FeatureDtype d) { return d == FeatureDtype::float16 ? 2 : 4; }
 
@@ -70,6 +72,9 @@ struct FeatureStore::Impl {
   bool complete = false;
   int data_fd = -1;
   int status_fd = -1;
+  int sources_fd = -1;  // format 2: sources.bin
+  int version = FeatureStore::format_version;
+  std::vector<FileStamp> sources;
   void* map = nullptr;
   std::size_t map_len = 0;
   std::vector<std::uint8_t> status;
@@ -79,16 +84,18 @@ struct FeatureStore::Impl {
   fs::path meta_path() const { return dir / "meta.json"; }
   fs::path data_path() const { return dir / "features.bin"; }
   fs::path status_path() const { return dir / "status.bin"; }
+  fs::path sources_path() const { return dir / "sources.bin"; }
 
   ~Impl() {
     if (map && map != MAP_FAILED) ::munmap(map, map_len);
     if (data_fd >= 0) ::close(data_fd);
     if (status_fd >= 0) ::close(status_fd);
+    if (sources_fd >= 0) ::close(sources_fd);
   }
 
   json meta_json() const {
     return json{{"format", kFormat},
-                {"format_version", FeatureStore::format_version},
+                {"format_version", version},
                 {"encoder_identity", spec.encoder_identity},
                 {"encoder", spec.encoder_description},
                 {"regions", spec.regions},
@@ -122,10 +129,21 @@ struct FeatureStore::Impl {
   // Opens the files, checks their sizes, maps the data and reads the row states.
   void open_files() {
     int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
-    data_fd = ::open(data_path().c_str(), flags);
-    if (data_fd < 0) throw InputError(data_path().string() + ": " + errno_text());
-    status_fd = ::open(status_path().c_str(), flags);
-    if (status_fd < 0) throw InputError(status_path().string() + ": " + errno_text());
+    // O_NONBLOCK and a check of the type: a FIFO under a store's name must not block the open.
+    auto open_file = [&](const fs::path& path) {
+      int fd = ::open(path.c_str(), flags | O_NONBLOCK);
+      if (fd < 0) throw InputError(path.string() + ": " + errno_text());
+      struct stat st {};
+      if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ::close(fd);
+        throw InputError(path.string() + ": not a regular file");
+      }
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+      return fd;
+    };
+    data_fd = open_file(data_path());
+    status_fd = open_file(status_path());
+    if (version >= 2) sources_fd = open_file(sources_path());
     if (writable && ::flock(status_fd, LOCK_EX | LOCK_NB) != 0) {
       throw OutputError(dir.string() + ": feature store is being written by another process");
     }
@@ -149,6 +167,7 @@ struct FeatureStore::Impl {
     for (std::size_t i = 0; i < capacity; ++i) {
       if (status[i] > 2) throw InputError(status_path().string() + ": row " + std::to_string(i) + " has an invalid state");
     }
+    if (sources_fd >= 0) read_sources();
     if (expected > 0) {
       map_len = static_cast<std::size_t>(expected);
       map = ::mmap(nullptr, map_len, PROT_READ, MAP_SHARED, data_fd, 0);
@@ -163,43 +182,69 @@ struct FeatureStore::Impl {
   // Reads meta.json into spec; `where` names the store in messages.
   void read_meta() {
     const std::string where = meta_path().string();
-    std::ifstream in(meta_path(), std::ios::binary);
-    if (!in) throw InputError(where + ": cannot open (not a feature store? run `satcap prepare` first)");
-    std::ostringstream s;
-    s << in.rdbuf();
-    json j;
-    try {
-      j = json::parse(s.str(), json_depth_limit(where, ExitCode::input));
-    } catch (const json::parse_error& e) {
-      throw InputError(where + ": malformed JSON at byte " + std::to_string(e.byte));
-    } catch (const json::out_of_range& e) {  // a number beyond a double's range (1e999)
-      throw InputError(where + ": malformed JSON (" + json_error_text(e) + ")");
-    }
+    std::error_code ec;
+    if (!fs::exists(meta_path(), ec)) throw InputError(where + ": missing (not a feature store? run `satcap prepare` first)");
+    const json j = read_json_file(meta_path(), ExitCode::input);
     auto bad = [&](const std::string& why) { return InputError(where + ": " + why); };
-    if (!j.is_object() || j.value("format", "") != kFormat) throw bad("not a satcap feature store");
-    if (!j.contains("format_version") || !j["format_version"].is_number_integer()) throw bad("'format_version' missing");
-    int v = j["format_version"].get<int>();
-    if (v > FeatureStore::format_version) {
-      throw bad("format_version " + std::to_string(v) + " is newer than this satcap reads (" +
+    if (!j.is_object() || !j.contains("format") || j["format"] != kFormat) throw bad("not a satcap feature store");
+    version = json_field<int>(j, "format_version", where, ExitCode::input);
+    if (version > FeatureStore::format_version) {
+      throw bad("format_version " + std::to_string(version) + " is newer than this satcap reads (" +
                 std::to_string(FeatureStore::format_version) + "); update satcap or prepare the features again");
     }
-    try {
-      spec.encoder_identity = j.at("encoder_identity").get<std::string>();
-      spec.encoder_description = j.value("encoder", json::object());
-      spec.regions = j.at("regions").get<int>();
-      spec.dim = j.at("dim").get<int>();
-      std::string dt = j.at("dtype").get<std::string>();
-      if (dt != "float32" && dt != "float16") throw bad("dtype '" + dt + "' is not float32 or float16");
-      spec.dtype = dt == "float16" ? FeatureDtype::float16 : FeatureDtype::float32;
-      if (j.value("byte_order", "little") != "little") throw bad("byte order is not little-endian");
-      spec.keys = j.at("keys").get<std::vector<std::string>>();
-      complete = j.at("complete").get<bool>();
-      if (j.at("capacity").get<std::size_t>() != spec.keys.size()) throw bad("'capacity' differs from the number of keys");
-    } catch (const json::exception& e) {
-      throw bad(std::string("malformed meta: ") + e.what());
-    }
+    if (version < 1) throw bad("format_version " + std::to_string(version) + " is not valid");
+    spec.encoder_identity = json_field<std::string>(j, "encoder_identity", where, ExitCode::input);
+    spec.encoder_description = j.value("encoder", json::object());
+    spec.regions = json_field<int>(j, "regions", where, ExitCode::input);
+    spec.dim = json_field<int>(j, "dim", where, ExitCode::input);
+    const auto dt = json_field<std::string>(j, "dtype", where, ExitCode::input);
+    if (dt != "float32" && dt != "float16") throw bad("dtype '" + dt + "' is not float32 or float16");
+    spec.dtype = dt == "float16" ? FeatureDtype::float16 : FeatureDtype::float32;
+    if (json_field_or<std::string>(j, "byte_order", "little", where, ExitCode::input) != "little")
+      throw bad("byte order is not little-endian");
+    spec.keys = json_field<std::vector<std::string>>(j, "keys", where, ExitCode::input);
+    complete = json_field<bool>(j, "complete", where, ExitCode::input);
+    if (json_field<std::uint64_t>(j, "capacity", where, ExitCode::input) != spec.keys.size())
+      throw bad("'capacity' differs from the number of keys");
     compute_sizes(where);
     build_index(where);
+  }
+
+  void read_sources() {
+    if (file_size(sources_fd) != static_cast<std::uint64_t>(capacity) * kSourceBytes)
+      throw InputError(sources_path().string() + ": " + std::to_string(file_size(sources_fd)) + " bytes, expected " +
+                       std::to_string(static_cast<std::uint64_t>(capacity) * kSourceBytes));
+    std::vector<std::uint8_t> bytes(capacity * kSourceBytes);
+    std::size_t off = 0;
+    while (off < bytes.size()) {
+      ssize_t r = ::pread(sources_fd, bytes.data() + off, bytes.size() - off, static_cast<off_t>(off));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) throw InputError(sources_path().string() + ": read error");
+      off += static_cast<std::size_t>(r);
+    }
+    sources.assign(capacity, FileStamp{});
+    for (std::size_t i = 0; i < capacity; ++i) {
+      const std::uint8_t* p = bytes.data() + i * kSourceBytes;
+      std::uint64_t size = 0, mtime = 0;
+      for (int k = 7; k >= 0; --k) size = size << 8 | p[k];
+      for (int k = 15; k >= 8; --k) mtime = mtime << 8 | p[k];
+      sources[i].size = size;
+      sources[i].mtime_ns = static_cast<std::int64_t>(mtime);
+      std::memcpy(sources[i].sha256.data(), p + 16, 32);
+    }
+  }
+
+  void write_source(std::size_t row, const FileStamp& stamp) {
+    if (sources_fd < 0) return;
+    std::uint8_t p[kSourceBytes];
+    const auto mtime = static_cast<std::uint64_t>(stamp.mtime_ns);
+    for (int k = 0; k < 8; ++k) {
+      p[k] = static_cast<std::uint8_t>(stamp.size >> (8 * k));
+      p[8 + k] = static_cast<std::uint8_t>(mtime >> (8 * k));
+    }
+    std::memcpy(p + 16, stamp.sha256.data(), 32);
+    write_all(sources_fd, p, kSourceBytes, static_cast<std::uint64_t>(row) * kSourceBytes, sources_path());
+    sources[row] = stamp;
   }
 
   const char* row_ptr(std::size_t row) const { return static_cast<const char*>(map) + row * row_bytes; }
@@ -241,6 +286,11 @@ FeatureStore FeatureStore::create_or_resume(const fs::path& dir, const FeatureSt
                        " images; now " + std::to_string(spec.keys.size()) +
                        "); use the same dataset and --split to resume, or another --out folder");
     }
+    if (impl->version < 2) {
+      throw InputError(dir.string() + ": prepared by an older satcap, which did not record the images its features "
+                       "come from, so stale rows cannot be found; prepare into a new --out folder (train and eval "
+                       "still read this one, without that check)");
+    }
     impl->open_files();
     return FeatureStore(std::move(impl));
   }
@@ -249,7 +299,7 @@ FeatureStore FeatureStore::create_or_resume(const fs::path& dir, const FeatureSt
     if (!fs::is_directory(dir, ec)) throw OutputError(dir.string() + ": exists and is not a folder");
     for (const auto& e : fs::directory_iterator(dir, ec)) {
       std::string n = e.path().filename().string();
-      if (n != "features.bin" && n != "status.bin" && n.rfind("meta.json.tmp-", 0) != 0) {
+      if (n != "features.bin" && n != "status.bin" && n != "sources.bin" && n.rfind("meta.json.tmp-", 0) != 0) {
         throw OutputError(dir.string() + ": folder is not empty and is not a feature store (found " + n + ")");
       }
     }
@@ -259,10 +309,11 @@ FeatureStore FeatureStore::create_or_resume(const fs::path& dir, const FeatureSt
   impl->spec = spec;
   impl->compute_sizes(dir.string());
   impl->build_index(dir.string());
-  for (const fs::path& p : {impl->data_path(), impl->status_path()}) {
+  for (const fs::path& p : {impl->data_path(), impl->status_path(), impl->sources_path()}) {
     int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) throw OutputError(p.string() + ": " + errno_text());
-    std::uint64_t size = p == impl->data_path() ? static_cast<std::uint64_t>(impl->capacity) * impl->row_bytes : impl->capacity;
+    const std::uint64_t rows = impl->capacity;
+    std::uint64_t size = p == impl->data_path() ? rows * impl->row_bytes : p == impl->status_path() ? rows : rows * kSourceBytes;
     if (::ftruncate(fd, static_cast<off_t>(size)) != 0 || ::fsync(fd) != 0) {
       std::string e = errno_text();
       ::close(fd);
@@ -315,11 +366,18 @@ RowState FeatureStore::state(std::size_t row) const {
   return static_cast<RowState>(impl_->status[row]);
 }
 
+bool FeatureStore::records_sources() const { return impl_->version >= 2; }
+
+FileStamp FeatureStore::source(std::size_t row) const {
+  impl_->check_row(row);
+  return impl_->sources.empty() ? FileStamp{} : impl_->sources[row];
+}
+
 std::size_t FeatureStore::count(RowState s) const {
   return static_cast<std::size_t>(std::count(impl_->status.begin(), impl_->status.end(), static_cast<std::uint8_t>(s)));
 }
 
-void FeatureStore::write(std::size_t row, const float* values) {
+void FeatureStore::write(std::size_t row, const float* values, const FileStamp& source) {
   Impl& m = *impl_;
   if (!m.writable) throw OutputError(m.dir.string() + ": feature store opened read-only");
   m.check_row(row);
@@ -332,10 +390,32 @@ void FeatureStore::write(std::size_t row, const float* values) {
     for (std::size_t i = 0; i < count; ++i) half[i] = c10::Half(values[i]);
     write_all(m.data_fd, half.data(), m.row_bytes, offset, m.data_path());
   }
+  m.write_source(row, source);
   m.pending.emplace_back(row, RowState::written);
 }
 
-void FeatureStore::write(std::size_t row, const at::Tensor& features) {
+void FeatureStore::restamp(std::size_t row, const FileStamp& source) {
+  Impl& m = *impl_;
+  if (!m.writable) throw OutputError(m.dir.string() + ": feature store opened read-only");
+  m.check_row(row);
+  m.write_source(row, source);
+  m.pending.emplace_back(row, static_cast<RowState>(m.status[row]));
+}
+
+void FeatureStore::reset(const std::vector<std::size_t>& rows) {
+  Impl& m = *impl_;
+  if (!m.writable) throw OutputError(m.dir.string() + ": feature store opened read-only");
+  commit();
+  for (std::size_t row : rows) {
+    m.check_row(row);
+    const std::uint8_t empty = 0;
+    write_all(m.status_fd, &empty, 1, row, m.status_path());
+    m.status[row] = empty;
+  }
+  if (!rows.empty()) sync_fd(m.status_fd, m.status_path());
+}
+
+void FeatureStore::write(std::size_t row, const at::Tensor& features, const FileStamp& source) {
   at::Tensor t = features;
   if (t.dim() == 3 && t.size(0) == 1) t = t[0];
   if (t.dim() != 2 || t.size(0) != regions() || t.size(1) != dim()) {
@@ -343,7 +423,7 @@ void FeatureStore::write(std::size_t row, const at::Tensor& features) {
                      c10::str(t.sizes()) + ", expected [" + std::to_string(regions()) + ", " + std::to_string(dim()) + "]");
   }
   t = t.to(at::kCPU, at::kFloat).contiguous();
-  write(row, t.data_ptr<float>());
+  write(row, t.data_ptr<float>(), source);
 }
 
 void FeatureStore::mark_failed(std::size_t row) {
@@ -356,7 +436,9 @@ void FeatureStore::mark_failed(std::size_t row) {
 void FeatureStore::commit() {
   Impl& m = *impl_;
   if (!m.writable || m.pending.empty()) return;
-  sync_fd(m.data_fd, m.data_path());  // the data first ...
+  sync_fd(m.data_fd, m.data_path());  // the data and the images' stamps first ...
+  if (m.sources_fd >= 0) sync_fd(m.sources_fd, m.sources_path());
+  fault_point("store-commit");
   for (const auto& [row, s] : m.pending) {
     auto byte = static_cast<std::uint8_t>(s);
     write_all(m.status_fd, &byte, 1, row, m.status_path());  // ... then the marks
@@ -416,7 +498,99 @@ at::Tensor FeatureStore::gather(const std::vector<std::int64_t>& rows) const {
     out[static_cast<std::int64_t>(b)].copy_(at::from_blob(const_cast<char*>(src), {n, D}, at::TensorOptions().dtype(dtype)));
     release_pages(src, m.row_bytes, m.map, m.map_len);
   }
+  // A damaged features.bin (a bit flip, a bad write by another program) would end training with a
+  // NaN loss far from its cause: it is named here instead.
+  if (rows.size() > 0 && !at::isfinite(out).all().item<bool>()) {
+    const at::Tensor bad = at::isfinite(out).view({static_cast<std::int64_t>(rows.size()), -1}).all(1).logical_not();
+    const auto b = static_cast<std::size_t>(bad.nonzero()[0][0].item<std::int64_t>());
+    const auto row = static_cast<std::size_t>(rows[b]);
+    throw InputError(m.data_path().string() + ": the features of '" + m.spec.keys[row] + "' (row " + std::to_string(row) +
+                     ") hold NaN or infinite values: the store is damaged; prepare the features again into a new folder");
+  }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The images behind the rows
+
+bool FileStamp::recorded() const {
+  if (size != 0 || mtime_ns != 0) return true;
+  for (auto b : sha256)
+    if (b != 0) return true;
+  return false;
+}
+
+namespace {
+
+std::int64_t mtime_ns_of(const struct stat& st) {
+  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+}  // namespace
+
+FileStamp stamp_file(const fs::path& path) {
+  InputFile in(path, ExitCode::input);
+  FileStamp stamp;
+  stamp.size = in.size();
+  stamp.mtime_ns = mtime_ns_of(in.status());
+  Sha256 h;
+  std::vector<char> buffer(1 << 16);
+  for (std::size_t n; (n = in.read(buffer.data(), buffer.size())) > 0;) h.update(buffer.data(), n);
+  stamp.sha256 = h.finish();
+  return stamp;
+}
+
+SourceState check_source(const fs::path& path, const FileStamp& recorded) {
+  if (!recorded.recorded()) return SourceState::unrecorded;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return SourceState::missing;
+  if (static_cast<std::uint64_t>(st.st_size) == recorded.size && mtime_ns_of(st) == recorded.mtime_ns)
+    return SourceState::same;
+  if (static_cast<std::uint64_t>(st.st_size) != recorded.size) return SourceState::changed;
+  try {
+    return stamp_file(path).sha256 == recorded.sha256 ? SourceState::same : SourceState::changed;
+  } catch (const InputError&) {
+    return SourceState::missing;
+  }
+}
+
+ChangedSources find_changed_sources(const FeatureStore& store, const std::vector<std::pair<std::size_t, fs::path>>& rows) {
+  ChangedSources out;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& [row, path] = rows[i];
+    if (store.state(row) != RowState::written) continue;
+    const FileStamp recorded = store.source(row);
+    switch (check_source(path, recorded)) {
+      case SourceState::unrecorded: ++out.unrecorded; break;
+      case SourceState::changed: out.changed.push_back(i); break;
+      case SourceState::same: {
+        struct stat st {};
+        if (::stat(path.c_str(), &st) == 0 &&
+            (static_cast<std::uint64_t>(st.st_size) != recorded.size || mtime_ns_of(st) != recorded.mtime_ns))
+          out.same_content.push_back(i);
+        break;
+      }
+      case SourceState::missing: break;
+    }
+  }
+  return out;
+}
+
+void require_current_sources(const FeatureStore& store, const std::vector<std::pair<std::size_t, fs::path>>& rows,
+                             const std::function<void(const std::string&)>& warn) {
+  const ChangedSources c = find_changed_sources(store, rows);
+  if (!c.changed.empty()) {
+    std::string names;
+    for (std::size_t k = 0; k < c.changed.size() && k < 3; ++k) names += (k ? ", " : "") + rows[c.changed[k]].second.string();
+    if (c.changed.size() > 3) names += ", ...";
+    throw InputError(store.dir().string() + ": " + std::to_string(c.changed.size()) + " of " + std::to_string(rows.size()) +
+                     " images are not the images their features were computed from (changed since `satcap prepare`, or "
+                     "another data set under the same names: " + names +
+                     "); run satcap prepare again with this dataset to update the store, or give the right --features");
+  }
+  if (c.unrecorded > 0 && warn)
+    warn(store.dir().string() + ": prepared by an older satcap that did not record its images; its features are used "
+         "without checking that they are this dataset's (prepare into a new folder to have them checked)");
 }
 
 }  // namespace satcap

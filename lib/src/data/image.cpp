@@ -18,6 +18,7 @@
 
 #include "data/jpeg_decode.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
 
 namespace fs = std::filesystem;
 
@@ -35,7 +36,7 @@ std::vector<std::uint8_t> read_file_bytes(const fs::path& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT || errno == ENOTDIR) throw InputError(name + ": no such file");
-    throw InputError(name + ": cannot read (" + std::strerror(errno) + ")");
+    throw InputError(name + ": cannot read (" + errno_text() + ")");
   }
   if (S_ISDIR(st.st_mode)) throw InputError(name + ": is a folder, not an image");
   // A FIFO or device would block or never end: only regular files are images.
@@ -44,8 +45,8 @@ std::vector<std::uint8_t> read_file_bytes(const fs::path& path) {
   if (static_cast<std::uint64_t>(st.st_size) > kMaxFileBytes) {
     throw InputError(name + ": file of " + std::to_string(st.st_size) + " bytes is too large for an image");
   }
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw InputError(name + ": cannot read (" + std::strerror(errno) + ")");
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // never blocks, whatever replaced the file
+  if (fd < 0) throw InputError(name + ": cannot read (" + errno_text() + ")");
   std::vector<std::uint8_t> data(static_cast<std::size_t>(st.st_size));
   std::size_t got = 0;
   while (got < data.size()) {
@@ -54,7 +55,7 @@ std::vector<std::uint8_t> read_file_bytes(const fs::path& path) {
     if (r < 0) {
       int e = errno;
       ::close(fd);
-      throw InputError(name + ": cannot read (" + std::strerror(e) + ")");
+      throw InputError(name + ": cannot read (" + errno_text(e) + ")");
     }
     if (r == 0) break;  // the file shrank while we read it
     got += static_cast<std::size_t>(r);
@@ -557,8 +558,7 @@ std::vector<fs::path> expand_image_inputs(const std::vector<std::string>& inputs
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
     if (ext == ".txt" || ext == ".lst") {
       if (!fs::exists(p, ec)) throw InputError(p.string() + ": no such image list");
-      std::ifstream list(p);
-      if (!list) throw InputError(p.string() + ": cannot open image list");
+      std::istringstream list(read_input_file(p, ExitCode::input));  // a FIFO named x.txt must not block
       std::string line;
       bool first = true;
       while (std::getline(list, line)) {
@@ -571,7 +571,6 @@ std::vector<fs::path> expand_image_inputs(const std::vector<std::string>& inputs
         fs::path entry(line);
         out.push_back(entry.is_absolute() ? entry : p.parent_path() / entry);
       }
-      if (list.bad()) throw InputError(p.string() + ": cannot read image list");
     } else {
       if (!fs::exists(p, ec)) throw InputError(p.string() + ": no such file or folder");
       out.push_back(p);

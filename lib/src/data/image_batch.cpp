@@ -9,6 +9,7 @@
 
 #include "satcap/model/encoder.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/torch_error.h"
 
 namespace fs = std::filesystem;
 
@@ -24,7 +25,7 @@ at::Tensor load_one(const fs::path& path, const ImageLimits& limits, const Encod
   } catch (const Error& e) {
     failure = e.what();
   } catch (const std::exception& e) {  // OpenCV's own exceptions on broken files
-    failure = path.string() + ": " + e.what();
+    failure = path.string() + ": " + exception_text(e);
   }
   return {};
 }

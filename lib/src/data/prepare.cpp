@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
+#include <map>
 #include <optional>
 #include <unordered_set>
 
@@ -52,10 +53,22 @@ PrepareSummary prepare_features(const Dataset& dataset, Encoder& encoder, const 
 
   PrepareSummary summary;
   summary.images = spec.keys.size();
+  // Rows written before are kept only for the image they were computed from: an image that
+  // changed since (or another data set under the same names) is encoded again.
+  std::vector<std::pair<std::size_t, fs::path>> written;
+  for (std::size_t r = 0; r < store.size(); ++r)
+    if (store.state(r) == RowState::written) written.emplace_back(r, paths[r]);
+  const ChangedSources changed = find_changed_sources(store, written);
+  for (std::size_t i : changed.same_content) store.restamp(written[i].first, stamp_file(written[i].second));
+  store.commit();
+  std::vector<std::size_t> stale;
+  for (std::size_t i : changed.changed) stale.push_back(written[i].first);
+  store.reset(stale);
+  summary.changed = stale.size();
   std::vector<std::size_t> todo;
   for (std::size_t r = 0; r < store.size(); ++r) {
     if (store.state(r) == RowState::written) ++summary.already;
-    else todo.push_back(r);  // empty, or failed before (retried: the file may be fixed now)
+    else todo.push_back(r);  // empty, changed, or failed before (retried: the file may be fixed now)
   }
   std::vector<std::vector<std::size_t>> batches;
   for (std::size_t i = 0; i < todo.size(); i += static_cast<std::size_t>(options.batch_size)) {
@@ -65,17 +78,32 @@ PrepareSummary prepare_features(const Dataset& dataset, Encoder& encoder, const 
   // Reading, decoding and resizing run on worker threads (one per core), one batch ahead.
   const std::size_t workers = static_cast<std::size_t>(std::max(1, available_cores()));
   const ImageLimits limits = encoder.read_limits(options.limits);  // as caption reads the images
-  auto launch = [&](std::size_t b) {
-    return std::async(std::launch::async, decode_image_batch, std::cref(batches[b]), std::cref(paths), limits,
-                      std::cref(encoder), workers);
+  // Each image's stamp (size, time, SHA-256) is taken just before it is decoded, on the same thread.
+  struct StampedBatch {
+    std::map<std::size_t, FileStamp> stamps;
+    DecodedBatch decoded;
   };
-  std::future<DecodedBatch> next;
+  auto launch = [&](std::size_t b) {
+    return std::async(std::launch::async, [&, b] {
+      StampedBatch s;
+      for (std::size_t row : batches[b]) {
+        try {
+          s.stamps[row] = stamp_file(paths[row]);
+        } catch (const InputError&) {  // the decoder reports it
+        }
+      }
+      s.decoded = decode_image_batch(batches[b], paths, limits, encoder, workers);
+      return s;
+    });
+  };
+  std::future<StampedBatch> next;
   if (!batches.empty()) next = launch(0);
   at::NoGradGuard no_grad;
   encoder.train(false);
   std::size_t done = 0;
   for (std::size_t b = 0; b < batches.size(); ++b) {
-    DecodedBatch d = next.get();
+    StampedBatch stamped = next.get();
+    DecodedBatch& d = stamped.decoded;
     if (options.strict && !d.failures.empty()) {
       store.commit();
       if (next.valid()) next.wait();
@@ -103,7 +131,7 @@ PrepareSummary prepare_features(const Dataset& dataset, Encoder& encoder, const 
       features = features.to(at::kCPU, at::kFloat).contiguous();
       const float* base = features.data_ptr<float>();
       const std::size_t row_values = static_cast<std::size_t>(spec.regions) * static_cast<std::size_t>(spec.dim);
-      for (std::size_t i = 0; i < d.rows.size(); ++i) store.write(d.rows[i], base + i * row_values);
+      for (std::size_t i = 0; i < d.rows.size(); ++i) store.write(d.rows[i], base + i * row_values, stamped.stamps[d.rows[i]]);
       summary.encoded += d.rows.size();
     }
     // The next batch decodes while this one is made durable (fsync waits on the disk, not the CPU),

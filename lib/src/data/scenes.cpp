@@ -28,6 +28,7 @@
 #include "data/scene_random.h"
 #include "satcap/data/fashion_mnist.h"
 #include "satcap/model/vocab.h"  // tokenize_caption: the tokens dataset.json stores
+#include "satcap/runtime/atomic_file.h"
 #include "satcap/runtime/error.h"
 #include "satcap/runtime/runtime.h"
 
@@ -169,39 +170,8 @@ Scene make_scene(const SceneOptions& options, int index, const FashionMnist* fas
 
 namespace {
 
-void write_atomically(const fs::path& path, const void* data, std::size_t n, bool sync) {
-  fs::path tmp = path;
-  tmp += ".tmp-" + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw OutputError(path.string() + ": " + std::strerror(errno));
-  const auto* p = static_cast<const char*>(data);
-  std::size_t done = 0;
-  while (done < n) {
-    ssize_t w = ::write(fd, p + done, n - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) {
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw OutputError(path.string() + ": " + std::strerror(e));
-    }
-    done += static_cast<std::size_t>(w);
-  }
-  if ((sync && ::fsync(fd) != 0) || ::close(fd) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    throw OutputError(path.string() + ": " + std::strerror(e));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    throw OutputError(path.string() + ": " + std::strerror(e));
-  }
-}
-
 void write_json(const fs::path& path, const json& j) {
-  std::string text = j.dump(1) + "\n";
-  write_atomically(path, text.data(), text.size(), true);
+  write_file_atomic(path, j.dump(1) + "\n", ParentDirs::must_exist);
 }
 
 std::string image_file_name(int index) {
@@ -268,7 +238,9 @@ ScenesSummary generate_scenes(const SceneOptions& options, const std::function<v
         cv::cvtColor(s.rgb, bgr, cv::COLOR_RGB2BGR);
         std::vector<std::uint8_t> png;
         if (!cv::imencode(".png", bgr, png)) throw OutputError(image_file_name(i) + ": PNG encoding failed");
-        write_atomically(dir / "images" / image_file_name(i), png.data(), png.size(), false);
+        AtomicFile image(dir / "images" / image_file_name(i), ParentDirs::must_exist, Durability::later);
+        image.write(png.data(), png.size());
+        image.commit();
         objects[i] = std::move(s.objects);
         captions[i] = std::move(s.captions);
         int d = ++done;

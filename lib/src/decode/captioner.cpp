@@ -30,6 +30,7 @@
 #include "satcap/model/encoder.h"
 #include "satcap/model/vocab.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/torch_error.h"
 #include "satcap/runtime/precision.h"
 #include "satcap/runtime/runtime.h"
 
@@ -327,7 +328,7 @@ Captioner::FileSummary Captioner::caption_files(const std::vector<fs::path>& pat
           } catch (const InputError& e) {
             error = e.what();
           } catch (const std::exception& e) {  // cv::Exception, out of memory for one image
-            error = paths[i].string() + ": " + e.what();
+            error = paths[i].string() + ": " + exception_text(e);
           }
           if (!error.empty()) image.release(), full.release();
           db.images.push_back(image);

@@ -1,28 +1,14 @@
 #include "satcap/eval/coco_results.h"
 
-#include <fstream>
-
 #include "satcap/runtime/error.h"
-#include "satcap/runtime/json_input.h"
+#include "satcap/runtime/input_file.h"
 
 namespace satcap {
 namespace {
 
-nlohmann::json read_json(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw InputError(path + ": is a folder, not a JSON file");
-  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
-    throw InputError(path + ": not a regular file");  // a FIFO would block
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open file");
-  try {
-    return nlohmann::json::parse(in, json_depth_limit(path, ExitCode::input));
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": not valid JSON (" + e.what() + ")");
-  } catch (const std::ios_base::failure& e) {
-    throw InputError(path + ": cannot read (" + e.what() + ")");
-  }
-}
+// A folder, a FIFO or a device is refused by name, malformed or too deeply nested JSON too
+// (satcap/runtime/input_file.h).
+nlohmann::json read_json(const std::string& path) { return read_json_file(path, ExitCode::input); }
 
 // An image id as a string: COCO uses integers; strings are accepted too.
 std::string image_id(const nlohmann::json& entry, const std::string& where) {

@@ -5,6 +5,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include <chrono>
+#include <iostream>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -20,6 +21,7 @@
 #include "satcap/model/decoder.h"
 #include "satcap/model/vocab.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
 
 namespace satcap {
 namespace fs = std::filesystem;
@@ -94,6 +96,12 @@ std::vector<std::vector<float>> alpha_rows(const at::Tensor& alphas, std::size_t
 void decode_features(const EvalOptions& o, const std::vector<const ImageEntry*>& entries, c10::Device device,
                      std::vector<Decoded>& out, const std::function<void(std::size_t)>& progress, json& info) {
   FeatureStore store = FeatureStore::open(o.features);
+  {  // the features must be these images': a store of another data set under the same names is refused
+    std::vector<std::pair<std::size_t, fs::path>> rows;
+    for (const ImageEntry* e : entries)
+      if (auto row = store.row_of(e->key)) rows.emplace_back(*row, e->path);
+    require_current_sources(store, rows, [](const std::string& w) { std::cerr << "warning: " << w << "\n"; });
+  }
   const fs::path model_dir = o.model.empty() ? default_model_dir() : fs::path(o.model);
   if (o.model.empty() && !fs::exists(model_dir))
     throw ModelError(model_dir.string() + ": the default model is missing; run tools/setup.sh or pass --model DIR");
@@ -244,6 +252,14 @@ EvalReport run_evaluation(const EvalOptions& o, c10::Device device, std::ostream
   } else if (!o.synonyms.empty()) {
     throw UsageError("--synonyms needs object boxes (--instances, or instances.json beside the dataset)");
   }
+
+  // No output of the evaluation may replace one of its inputs (--out DIR holding the annotations).
+  ProtectedInputs inputs;
+  inputs.add(fs::path(dataset.source), "the dataset file");
+  if (!instances_path.empty()) inputs.add(fs::path(instances_path), "--instances");
+  if (!o.synonyms.empty()) inputs.add(fs::path(o.synonyms), "--synonyms");
+  for (const char* name : {"results.json", "metrics.json", "pointing.jsonl"})
+    refuse_overwriting_input(fs::path(o.out) / name, "--out");
 
   // Output folder first, so that a bad --out fails before the decoding.
   const fs::path out_dir(o.out);

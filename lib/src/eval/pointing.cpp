@@ -12,7 +12,7 @@
 #include <stdexcept>
 
 #include "satcap/runtime/error.h"
-#include "satcap/runtime/json_input.h"
+#include "satcap/runtime/input_file.h"
 #include "data/json_stream.h"
 
 namespace satcap {
@@ -244,14 +244,7 @@ const std::map<std::string, std::vector<std::string>>& coco_synonyms() {
 
 std::map<std::string, std::vector<std::string>> load_synonyms(const std::filesystem::path& path) {
   const std::string file = path.string();
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(file + ": cannot open synonyms file");
-  json j;
-  try {
-    j = json::parse(in, json_depth_limit(file, ExitCode::input));
-  } catch (const json::exception& e) {
-    throw InputError(file + ": not valid JSON (" + e.what() + ")");
-  }
+  json j = read_json_file(path, ExitCode::input);
   if (j.is_object() && j.contains("synonyms")) {
     if (j.contains("format_version")) {
       if (!j["format_version"].is_number_integer())

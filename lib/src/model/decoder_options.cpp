@@ -1,6 +1,10 @@
 #include "satcap/model/decoder_options.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
+#include <iomanip>
 #include <sstream>
 
 #include "satcap/runtime/error.h"
@@ -31,6 +35,34 @@ void DecoderOptions::validate(bool with_data, bool as_flags) const {
   nonneg("lambda_e", lambda_e);
   if (!(baseline_decay >= 0 && baseline_decay <= 1)) fail("baseline_decay", "be in [0, 1]", baseline_decay);
   if (!(semi_sampling_p >= 0 && semi_sampling_p <= 1)) fail("semi_sampling_p", "be in [0, 1]", semi_sampling_p);
+  // The parameters in float32, before anything is allocated: an allocation this size fails deep in
+  // LibTorch (or the kernel kills the process when it is touched).
+  const double bytes = 4 * parameter_count();
+  const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  if (memory > 0 && bytes > memory) {
+    std::ostringstream s;
+    s << std::setprecision(3) << "the decoder options (embed_dim " << embed_dim << ", attention_dim " << attention_dim << ", hidden_dim " << hidden_dim;
+    if (with_data) s << ", vocab_size " << vocab_size << ", feature_dim " << feature_dim;
+    s << ") make a decoder of " << parameter_count() << " parameters (" << bytes / (1 << 30)
+      << " GiB), more than this machine's memory (" << memory / (1 << 30) << " GiB)";
+    if (as_flags) s << "; choose smaller --hidden-dim, --embed-dim and --attention-dim";
+    throw UsageError(s.str());
+  }
+}
+
+double DecoderOptions::parameter_count() const {
+  const double V = std::max(vocab_size, 1), D = std::max(feature_dim, 1), E = embed_dim, A = attention_dim, H = hidden_dim;
+  double n = V * E;                                // embed
+  n += D * A + A + H * A + A;                      // att_features, att_hidden, att_score
+  if (beta != BetaKind::none) {
+    const double out = beta == BetaKind::scalar ? 1 : D;
+    n += H * out + out;                            // f_beta
+  }
+  n += 4 * H * (E + D) + 4 * H * H + 8 * H;        // lstm
+  if (init_state != InitState::zeros) n += 2 * (D * H + H);  // init_h, init_c
+  if (deep_output) n += H * E + E + D * E + E + E * V + V;   // out_hidden, out_context, out_vocab
+  else n += H * V + V;                                       // out_vocab
+  return n + 1;                                    // the REINFORCE baseline
 }
 
 void to_json(nlohmann::json& j, const DecoderOptions& o) { j = options_to_json(o); }

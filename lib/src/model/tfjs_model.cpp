@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
 
 namespace fs = std::filesystem;
 
@@ -17,9 +18,11 @@ namespace satcap {
 namespace {
 
 std::vector<std::uint8_t> read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ModelError(path.string() + ": cannot open (run tools/import_models.sh to import the embedded encoders)");
-  return std::vector<std::uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  std::error_code ec;
+  if (!fs::exists(path, ec))
+    throw ModelError(path.string() + ": cannot open (run tools/import_models.sh to import the embedded encoders)");
+  const std::string bytes = read_input_file(path, ExitCode::model);
+  return std::vector<std::uint8_t>(bytes.begin(), bytes.end());
 }
 
 std::string fnv1a64(const std::uint8_t* data, std::size_t n) {
@@ -44,16 +47,10 @@ TfjsModel load_tfjs_model(const fs::path& dir) {
   TfjsModel model;
   model.dir = dir;
   const fs::path json_path = dir / "model.json";
-  nlohmann::json j;
-  {
-    std::ifstream in(json_path);
-    if (!in) throw ModelError(json_path.string() + ": missing (run tools/import_models.sh to import the embedded encoders)");
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const std::exception& e) {
-      throw ModelError(json_path.string() + ": not valid JSON (" + e.what() + "); re-run tools/import_models.sh");
-    }
-  }
+  std::error_code ec;
+  if (!fs::exists(json_path, ec))
+    throw ModelError(json_path.string() + ": missing (run tools/import_models.sh to import the embedded encoders)");
+  const nlohmann::json j = read_json_file(json_path, ExitCode::model);
   try {
     const auto& topology = j.at("modelTopology");
     model.model_config = topology.contains("model_config") ? topology.at("model_config") : topology;

@@ -3,11 +3,13 @@
 #include <ATen/ATen.h>
 #include <torch/script.h>
 
-#include <fstream>
 
 #include "model/encoder_impl.h"
 #include "satcap/model/tfjs_model.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
+#include "satcap/runtime/json_value.h"
+#include "satcap/runtime/torch_error.h"
 
 namespace fs = std::filesystem;
 
@@ -22,48 +24,50 @@ class TorchScriptEncoder final : public Encoder {
     const fs::path pt = options.source;
     fs::path json_path = pt;
     json_path.replace_extension(".json");
-    if (!fs::is_regular_file(pt)) throw ModelError(pt.string() + ": no such TorchScript file");
-    if (!fs::is_regular_file(json_path)) {
+    std::error_code ec;
+    if (!fs::exists(pt, ec)) throw ModelError(pt.string() + ": no such TorchScript file");
+    require_regular_file(pt, ExitCode::model);
+    if (!fs::exists(json_path, ec)) {
       throw ModelError(json_path.string() + ": missing (the preprocessing of " + pt.filename().string() +
                        "); export encoders with tools/export_encoder.py");
     }
-    try {
-      std::ifstream in(json_path);
-      meta_ = nlohmann::json::parse(in);
-      if (meta_.value("format", "") != "satcap-torchscript-encoder") {
+    const std::string where = json_path.string();
+    constexpr ExitCode m = ExitCode::model;
+    meta_ = read_json_file(json_path, m);
+    {
+      if (json_field_or<std::string>(meta_, "format", "", where, m) != "satcap-torchscript-encoder") {
         throw ModelError(json_path.string() + ": not a satcap encoder description (format is not satcap-torchscript-encoder)");
       }
-      const int version = meta_.at("format_version").get<int>();
+      const int version = json_field<int>(meta_, "format_version", where, m);
       if (version > kTorchScriptEncoderVersion) {
         throw ModelError(json_path.string() + ": format_version " + std::to_string(version) + " is newer than this satcap (" +
                          std::to_string(kTorchScriptEncoderVersion) + "); update satcap or re-export with its tools/export_encoder.py");
       }
-      auto size = meta_.at("input_size").get<std::vector<std::int64_t>>();
+      auto size = json_field<std::vector<std::int64_t>>(meta_, "input_size", where, m);
       if (size.size() != 2 || size[0] < 1 || size[1] < 1) throw ModelError(json_path.string() + ": input_size must be [H, W]");
       pre_.height = size[0];
       pre_.width = size[1];
-      auto mean = meta_.at("mean").get<std::vector<double>>();
-      auto std = meta_.at("std").get<std::vector<double>>();
+      auto mean = json_field<std::vector<double>>(meta_, "mean", where, m);
+      auto std = json_field<std::vector<double>>(meta_, "std", where, m);
       if (mean.size() != 3 || std.size() != 3) throw ModelError(json_path.string() + ": mean and std need 3 values");
       for (int c = 0; c < 3; ++c) {
         if (!(std[c] > 0)) throw ModelError(json_path.string() + ": std values must be positive");
         pre_.mean[c] = mean[c];
         pre_.std[c] = std[c];
       }
-      const std::string order = meta_.at("channel_order").get<std::string>();
+      const std::string order = json_field<std::string>(meta_, "channel_order", where, m);
       if (order != "RGB" && order != "BGR") throw ModelError(json_path.string() + ": channel_order must be RGB or BGR");
       pre_.bgr = order == "BGR";
-      dim_ = meta_.at("dim").get<int>();
-      blocks_ = meta_.at("blocks").get<std::vector<std::string>>();
-      arch_ = meta_.value("arch", "unknown");
-    } catch (const nlohmann::json::exception& e) {
-      throw ModelError(json_path.string() + ": malformed encoder description (" + e.what() + ")");
+      dim_ = json_field<int>(meta_, "dim", where, m);
+      if (dim_ < 1 || dim_ > (1 << 20)) throw ModelError(where + ": \"dim\" must be in 1..1048576 (got " + std::to_string(dim_) + ")");
+      blocks_ = json_field<std::vector<std::string>>(meta_, "blocks", where, m);
+      arch_ = json_field_or<std::string>(meta_, "arch", "unknown", where, m);
+      weights_ = json_field_or<std::string>(meta_, "weights", "unknown", where, m);
     }
     try {
       module_ = torch::jit::load(pt.string());
-    } catch (const c10::Error& e) {
-      std::string what = e.what();
-      throw ModelError(pt.string() + ": not a loadable TorchScript file (" + what.substr(0, what.find('\n')) + ")");
+    } catch (const std::exception& e) {
+      throw ModelError(pt.string() + ": not a loadable TorchScript file (" + exception_text(e) + ")");
     }
     module_.eval();
     digest_ = file_digest(pt);
@@ -104,7 +108,7 @@ class TorchScriptEncoder final : public Encoder {
             {"source", "torchscript"},
             {"file", options_.source},
             {"arch", arch_},
-            {"weights", meta_.value("weights", "unknown")},
+            {"weights", weights_},
             {"feature_map", {map_h_, map_w_}},
             {"pooling", map_h_ == options_.grid && map_w_ == options_.grid ? "none" : "adaptive_avg"},
             {"preprocessing", pre_.describe()},
@@ -142,8 +146,25 @@ class TorchScriptEncoder final : public Encoder {
   void train(bool on) override { training_ = on; }
 
  private:
+  // The module's map for a batch. A module that throws, returns no tensor, or returns a map of
+  // another batch size or width is a ModelError naming the file (its TorchScript traceback
+  // reduced to the error it raised).
   at::Tensor run(const at::Tensor& input) {
-    at::Tensor map = module_.forward({input}).toTensor();  // [B, D, h, w]
+    c10::IValue result;
+    try {
+      result = module_.forward({input});
+    } catch (const std::exception& e) {
+      if (is_out_of_memory(e)) throw;
+      throw ModelError(options_.source + ": the TorchScript encoder failed on a batch of " + std::to_string(input.size(0)) +
+                       " image(s): " + exception_text(e));
+    }
+    if (!result.isTensor())
+      throw ModelError(options_.source + ": the TorchScript encoder returned a " + result.tagKind() +
+                       ", expected a tensor [B, " + std::to_string(dim_) + ", h, w]");
+    at::Tensor map = result.toTensor();  // [B, D, h, w]
+    if (map.dim() == 4 && map.size(0) != input.size(0))
+      throw ModelError(options_.source + ": the TorchScript encoder returned a map for " + std::to_string(map.size(0)) +
+                       " image(s) when given " + std::to_string(input.size(0)) + "; it must keep the batch size");
     if (map.dim() != 4 || map.size(1) != dim_) {
       throw ModelError(options_.source + ": the module returns " + std::to_string(map.dim()) + "-D output " +
                        (map.dim() >= 2 ? "with " + std::to_string(map.size(1)) + " channels" : std::string()) +
@@ -157,7 +178,7 @@ class TorchScriptEncoder final : public Encoder {
   torch::jit::Module module_;
   Preprocessing pre_;
   std::vector<std::string> blocks_;
-  std::string arch_, digest_;
+  std::string arch_, weights_, digest_;
   c10::Device device_{c10::kCPU};
   std::int64_t map_h_ = 0, map_w_ = 0;
   int dim_ = 0;

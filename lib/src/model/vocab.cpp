@@ -16,7 +16,8 @@
 
 #include "satcap/data/dataset.h"
 #include "satcap/runtime/error.h"
-#include "satcap/runtime/json_input.h"
+#include "satcap/runtime/input_file.h"
+#include "satcap/runtime/json_value.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -148,13 +149,12 @@ json Vocabulary::to_json() const {
 Vocabulary Vocabulary::from_json(const json& j, const std::string& where) {
   auto bad = [&](const std::string& why) { return ModelError(where + ": " + why); };
   if (!j.is_object()) throw bad("not a vocabulary (expected a JSON object)");
-  auto version = j.find("format_version");
-  if (version == j.end() || !version->is_number_integer()) throw bad("'format_version' is missing or not an integer");
-  if (version->get<int>() > format_version) {
-    throw bad("format_version " + std::to_string(version->get<int>()) + " is newer than this satcap reads (" +
+  const int version = json_field<int>(j, "format_version", where, ExitCode::model);
+  if (version > format_version) {
+    throw bad("format_version " + std::to_string(version) + " is newer than this satcap reads (" +
               std::to_string(format_version) + "); update satcap or rebuild the vocabulary with this version");
   }
-  if (version->get<int>() < 1) throw bad("format_version " + std::to_string(version->get<int>()) + " is not valid");
+  if (version < 1) throw bad("format_version " + std::to_string(version) + " is not valid");
   auto words = j.find("words");
   if (words == j.end() || !words->is_array()) throw bad("'words' is missing or not an array");
   static const char* specials[] = {"<pad>", "<start>", "<end>", "<unk>"};
@@ -171,16 +171,12 @@ Vocabulary Vocabulary::from_json(const json& j, const std::string& where) {
       continue;
     }
     if (v.index_.count(s)) throw bad("word '" + s + "' appears twice");
-    std::int64_t c = have_counts && (*counts)[i].is_number_integer() ? (*counts)[i].get<std::int64_t>() : 0;
+    const std::int64_t c = have_counts ? json_as<std::int64_t>((*counts)[i], "counts", where, ExitCode::model) : 0;
     v.add(s, c);
   }
-  auto ml = j.find("max_length");
-  if (ml != j.end()) {
-    if (!ml->is_number_integer() || ml->get<int>() < 1) throw bad("'max_length' must be a positive integer");
-    v.max_length_ = ml->get<int>();
-  }
-  auto mc = j.find("min_count");
-  if (mc != j.end() && mc->is_number_integer()) v.min_count_ = mc->get<int>();
+  v.max_length_ = json_field_or<int>(j, "max_length", v.max_length_, where, ExitCode::model);
+  if (v.max_length_ < 1) throw bad("'max_length' must be a positive integer");
+  v.min_count_ = json_field_or<int>(j, "min_count", v.min_count_, where, ExitCode::model);
   return v;
 }
 
@@ -189,24 +185,8 @@ void Vocabulary::save(const fs::path& path) const {
 }
 
 Vocabulary Vocabulary::load(const fs::path& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) {  // a folder reads as nothing, a FIFO would block
-    throw ModelError(path.string() + ": " + (fs::exists(path, ec) ? "not a regular file" : "no such file") +
-                     " (expected a vocabulary JSON file)");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ModelError(path.string() + ": cannot open vocabulary");
-  std::ostringstream s;
-  s << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(s.str(), json_depth_limit(path.string(), ExitCode::model));
-  } catch (const json::parse_error& e) {
-    throw ModelError(path.string() + ": malformed JSON at byte " + std::to_string(e.byte));
-  } catch (const json::out_of_range& e) {  // a number beyond a double's range (1e999)
-    throw ModelError(path.string() + ": malformed JSON (" + json_error_text(e) + ")");
-  }
-  return from_json(j, path.string());
+  // A folder reads as nothing, a FIFO would block: InputFile refuses both by name.
+  return from_json(read_json_file(path, ExitCode::model), path.string());
 }
 
 }  // namespace satcap

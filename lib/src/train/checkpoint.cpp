@@ -13,6 +13,9 @@
 #include "satcap/model/encoder.h"
 #include "satcap/model/named_tensors.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
+#include "satcap/runtime/json_value.h"
+#include "satcap/runtime/torch_error.h"
 
 namespace fs = std::filesystem;
 
@@ -28,26 +31,27 @@ nlohmann::json TrainingProgress::to_json() const {
           {"skipped_steps", skipped_steps}};
 }
 
-TrainingProgress TrainingProgress::from_json(const nlohmann::json& j, const std::string& source) {
+TrainingProgress TrainingProgress::from_json(const nlohmann::json& j, const std::string& source_in) {
+  const std::string source = source_in + ": progress record";
+  constexpr ExitCode m = ExitCode::model;
   TrainingProgress p;
-  try {
-    p.epoch = j.at("epoch").get<int>();
-    p.batch = j.at("batch").get<int64_t>();
-    p.step = j.at("step").get<int64_t>();
-    p.lr = j.at("lr").get<double>();
-    p.encoder_lr = j.value("encoder_lr", 0.0);
-    p.best_bleu4 = j.at("best_bleu4").get<double>();
-    p.best_epoch = j.at("best_epoch").get<int>();
-    p.best_scores = j.at("best_scores").get<std::map<std::string, double>>();
-    p.since_best = j.at("since_best").get<int>();
-    p.early_stopped = j.at("early_stopped").get<bool>();
-    p.epochs_completed = j.at("epochs_completed").get<int>();
-    p.loss_scale = j.value("loss_scale", 0.0);  // absent in checkpoints of satcap before --precision
-    p.loss_scale_good_steps = j.value("loss_scale_good_steps", int64_t{0});
-    p.skipped_steps = j.value("skipped_steps", int64_t{0});
-  } catch (const nlohmann::json::exception& e) {
-    throw ModelError(source + ": malformed progress record: " + e.what());
-  }
+  p.epoch = json_field<int>(j, "epoch", source, m);
+  p.batch = json_field<int64_t>(j, "batch", source, m);
+  p.step = json_field<int64_t>(j, "step", source, m);
+  p.lr = json_field<double>(j, "lr", source, m);
+  p.encoder_lr = json_field_or<double>(j, "encoder_lr", 0.0, source, m);
+  p.best_bleu4 = json_field<double>(j, "best_bleu4", source, m);
+  p.best_epoch = json_field<int>(j, "best_epoch", source, m);
+  const nlohmann::json scores = j.value("best_scores", nlohmann::json::object());
+  if (!scores.is_object()) throw ModelError(source + ": \"best_scores\" must be an object");
+  for (auto it = scores.begin(); it != scores.end(); ++it) p.best_scores[it.key()] = json_as<double>(it.value(), it.key(), source, m);
+  p.since_best = json_field<int>(j, "since_best", source, m);
+  p.early_stopped = json_field<bool>(j, "early_stopped", source, m);
+  p.epochs_completed = json_field<int>(j, "epochs_completed", source, m);
+  p.loss_scale = json_field_or<double>(j, "loss_scale", 0.0, source, m);  // absent before --precision
+  p.loss_scale_good_steps = json_field_or<int64_t>(j, "loss_scale_good_steps", 0, source, m);
+  p.skipped_steps = json_field_or<int64_t>(j, "skipped_steps", 0, source, m);
+  if (p.epoch < 0 || p.batch < 0 || p.step < 0) throw ModelError(source + ": negative epoch, batch or step");
   return p;
 }
 
@@ -59,7 +63,8 @@ void save_checkpoint(const fs::path& path, Decoder& decoder, TrainingStep& step,
                          {"decoder", decoder_options_json(decoder->options(), format)},
                          {"train_captions", data.train.size()},
                          {"batch_size", options.batch_size},
-                         {"seed", options.seed}};
+                         {"seed", options.seed},
+                         {"options", to_json(options)}};  // what ran: --resume continues with them
   std::vector<std::pair<std::string, at::Tensor>> encoder_tensors;
   if (data.encoder) {
     encoder_tensors = data.encoder->named_trainable_parameters();
@@ -93,8 +98,12 @@ struct CheckpointSource {
   const std::string* bytes = nullptr;
 
   void load(torch::serialize::InputArchive& archive, c10::optional<c10::Device> device = c10::nullopt) const {
-    if (bytes) archive.load_from(bytes->data(), bytes->size(), device);
-    else archive.load_from(path->string(), device);
+    try {
+      if (bytes) archive.load_from(bytes->data(), bytes->size(), device);
+      else archive.load_from(path->string(), device);
+    } catch (const std::exception& e) {
+      throw ModelError(name + ": not a readable satcap checkpoint (truncated or corrupt: " + exception_text(e) + ")");
+    }
   }
 };
 
@@ -102,18 +111,19 @@ nlohmann::json read_meta(const CheckpointSource& source) {
   const std::string& name = source.name;
   if (source.path && !fs::exists(*source.path))
     throw UsageError("--resume: " + name + " does not exist (nothing to resume; drop --resume to start)");
+  if (source.path) require_regular_file(*source.path, ExitCode::model);
   torch::serialize::InputArchive archive;
   try {
     source.load(archive);
   } catch (const std::exception& e) {
-    throw ModelError(name + ": not a readable satcap checkpoint (truncated or corrupt)");
+    throw ModelError(name + ": not a readable satcap checkpoint (truncated or corrupt: " + exception_text(e) + ")");
   }
   c10::IValue meta_value;
   if (!archive.try_read("meta", meta_value) || !meta_value.isString())
     throw ModelError(name + ": not a satcap checkpoint (no meta record)");
   auto meta = nlohmann::json::parse(meta_value.toStringRef(), nullptr, false);
   if (meta.is_discarded() || !meta.is_object()) throw ModelError(name + ": malformed checkpoint meta record");
-  int v = meta.value("format_version", 0);
+  const int v = json_field_or<int>(meta, "format_version", 0, name, ExitCode::model);
   if (v > kCheckpointFormatVersion)
     throw ModelError(name + ": this checkpoint was written by a newer satcap (format " + std::to_string(v) +
                      " > " + std::to_string(kCheckpointFormatVersion) + "); upgrade satcap");
@@ -124,25 +134,31 @@ TrainingProgress load(const CheckpointSource& source, Decoder& decoder, Training
                       const TrainOptions& options, c10::Device device) {
   const std::string& name = source.name;
   nlohmann::json meta = read_meta(source);
+  const std::string& where = name;
   const bool tuned = meta.contains("fine_tune");
+  const std::string tuned_encoder =
+      tuned ? json_field_or<std::string>(meta["fine_tune"], "encoder", "", where + ": fine_tune", ExitCode::model) : "";
+  const auto train_captions = json_field_or<std::uint64_t>(meta, "train_captions", 0, where, ExitCode::model);
+  const auto batch_size = json_field_or<int>(meta, "batch_size", 0, where, ExitCode::model);
+  const auto seed = json_field_or<std::uint64_t>(meta, "seed", 0, where, ExitCode::model);
   if (tuned != (data.encoder != nullptr))
     throw UsageError("--resume: " + name + " was written " + (tuned ? "with" : "without") +
                      " --fine-tune-encoder; resume with the same options");
-  if (tuned && meta["fine_tune"].value("encoder", std::string()) != data.encoder->identity())
-    throw UsageError("--resume: " + name + " fine-tuned encoder '" + meta["fine_tune"].value("encoder", std::string()) +
+  if (tuned && tuned_encoder != data.encoder->identity())
+    throw UsageError("--resume: " + name + " fine-tuned encoder '" + tuned_encoder +
                      "', the encoder now is '" + data.encoder->identity() +
                      "'; resume with the same --encoder and --fine-tune-blocks");
-  if (meta.value("train_captions", std::size_t{0}) != data.train.size())
+  if (train_captions != data.train.size())
     throw UsageError("--resume: " + name + " was written for " +
-                     std::to_string(meta.value("train_captions", std::size_t{0})) + " training captions, the data now has " +
+                     std::to_string(train_captions) + " training captions, the data now has " +
                      std::to_string(data.train.size()) + "; resume with the same dataset and features");
-  if (meta.value("batch_size", 0) != options.batch_size)
+  if (batch_size != options.batch_size)
     throw UsageError("--resume: " + name + " was written with batch size " +
-                     std::to_string(meta.value("batch_size", 0)) + "; resume with the same --batch (got " +
+                     std::to_string(batch_size) + "; resume with the same --batch (got " +
                      std::to_string(options.batch_size) + ")");
-  if (meta.value("seed", uint64_t{0}) != options.seed)
-    throw UsageError("--resume: " + name + " was written with seed " +
-                     std::to_string(meta.value("seed", uint64_t{0})) + "; resume with the same --seed");
+  if (seed != options.seed)
+    throw UsageError("--resume: " + name + " was written with seed " + std::to_string(seed) +
+                     "; resume with the same --seed");
   torch::serialize::InputArchive archive;
   source.load(archive, device);
   read_named_tensors(archive, *decoder, name, "model.");
@@ -151,12 +167,12 @@ TrainingProgress load(const CheckpointSource& source, Decoder& decoder, Training
   step.optimizer().load(opt_archive);
   if (tuned) {
     at::NoGradGuard no_grad;
-    for (auto& [name, target] : data.encoder->named_trainable_parameters()) {
+    for (auto& [tensor, target] : data.encoder->named_trainable_parameters()) {
       at::Tensor value;
-      if (!archive.try_read("encoder." + name, value))
-        throw ModelError(name + ": fine-tuned encoder tensor '" + name + "' is missing");
+      if (!archive.try_read("encoder." + tensor, value))
+        throw ModelError(name + ": fine-tuned encoder tensor '" + tensor + "' is missing");
       if (value.sizes() != target.sizes())
-        throw ModelError(name + ": fine-tuned encoder tensor '" + name + "' has wrong shape: got " +
+        throw ModelError(name + ": fine-tuned encoder tensor '" + tensor + "' has wrong shape: got " +
                          shape_text(value.sizes()) + ", expected " + shape_text(target.sizes()));
       target.copy_(value);
     }

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <iostream>
 #include <optional>
 
@@ -17,8 +18,11 @@
 #include "satcap/model/encoder.h"
 #include "satcap/model/vocab.h"
 #include "satcap/runtime/cpu_allocator.h"
+#include "satcap/runtime/atomic_file.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
 #include "satcap/runtime/runtime.h"
+#include "satcap/runtime/torch_error.h"
 #include "satcap/train/checkpoint.h"
 #include "satcap/train/training_log.h"
 
@@ -41,10 +45,72 @@ nlohmann::json summary_json(const TrainSummary& s) {
           {"processes", s.processes}};
 }
 
+std::string list_of(const std::vector<std::string>& names) {
+  std::string s;
+  for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+
+// The --out folder before a run starts: a new run needs a folder without another run in it (or
+// --overwrite, which deletes that run's files), --resume a folder with its checkpoint. Leftovers
+// of a killed run (temporary files of dead processes, a bundle half swapped) are cleaned up.
+void prepare_run_folder(const fs::path& out, const TrainCommandOptions& command, bool resume) {
+  if (resume && command.overwrite)
+    throw UsageError("--resume and --overwrite contradict each other: continue the run in " + out.string() +
+                     ", or delete it and start over");
+  std::error_code ec;
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec)) throw UsageError("--out " + out.string() + ": exists and is not a folder");
+  if (fs::is_directory(out, ec)) {
+    remove_stale_temporaries_in(out, {".tmp-", ".old-"});
+    recover_interrupted_bundle(out / "model");
+    remove_stale_temporaries_in(out / "features");
+  }
+  if (resume) return;  // read_checkpoint_meta says when there is nothing to resume
+  std::vector<std::string> run_files, other;
+  const auto& names = run_file_names();
+  fs::path features = command.features.empty() ? out / "features" : fs::path(command.features);
+  for (fs::directory_iterator it(out, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (std::find(names.begin(), names.end(), name) != names.end()) run_files.push_back(name);
+    else if (std::error_code same_ec; name != "features" && !fs::equivalent(it->path(), features, same_ec))
+      other.push_back(name);
+  }
+  if (!run_files.empty() && !command.overwrite) {
+    std::string state = "an unfinished run";
+    if (fs::exists(out / "checkpoint.pt")) {
+      try {
+        const nlohmann::json meta = read_checkpoint_meta(out / "checkpoint.pt");
+        state = "a run (checkpoint at step " + std::to_string(meta.at("progress").value("step", int64_t{0})) + ")";
+      } catch (const std::exception&) {
+      }
+    }
+    if (fs::exists(out / "model" / "config.json")) state += " with a trained model";
+    throw UsageError("--out " + out.string() + " holds " + state + " (" + list_of(run_files) +
+                     "): continue it with --resume, or give --overwrite to delete it (" + list_of(run_files) +
+                     ") and start a new run; a features/ store is kept either way");
+  }
+  if (!other.empty() && !command.overwrite)
+    throw UsageError("--out " + out.string() + ": folder is not empty and holds no satcap training run (found " +
+                     other.front() + "); choose a new or empty folder, or give --overwrite to write into it (files "
+                     "that are not a run's are kept)");
+  for (const auto& name : run_files) {
+    fs::remove_all(out / name, ec);
+    if (ec) throw OutputError((out / name).string() + ": cannot delete the earlier run's file (" + ec.message() + ")");
+  }
+}
+
 }  // namespace
 
-TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions& options, c10::Device device,
+const std::vector<std::string>& run_file_names() {
+  static const std::vector<std::string> names = {"model",       "checkpoint.pt",         "train_log.jsonl",
+                                                 "curves.png",  "config.effective.json", "vocab.json",
+                                                 "test_scores.json"};
+  return names;
+}
+
+TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions& options_given, c10::Device device,
                           bool quiet, Communicator* comm) {
+  TrainOptions options = options_given;
   // Data-parallel: every process loads the data; rank 0 alone writes into the output folder.
   const bool main = !comm || comm->is_main();
   validate(options);
@@ -57,6 +123,7 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
     throw UsageError("--min-word-count must be at least 1 (got " + std::to_string(command.min_word_count) + ")");
   const fs::path out = command.out;
   if (main) {
+    prepare_run_folder(out, command, options.resume);
     std::error_code ec;
     fs::create_directories(out, ec);
     if (!fs::is_directory(out)) throw OutputError(out.string() + ": cannot create the output folder");
@@ -69,7 +136,30 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
     if (main) std::cerr << "warning: " << line << "\n";
   };
 
+  // A resumed run goes on with its own options, those given now applied where they may change.
+  nlohmann::json resumed_meta;
+  if (options.resume) {
+    const fs::path checkpoint = out / "checkpoint.pt";
+    // Data-parallel: rank 0 reads it and sends it on (the others may not see its folder).
+    if (comm)
+      resumed_meta = nlohmann::json::parse(comm->broadcast_bytes(main ? read_checkpoint_meta(checkpoint).dump() : ""));
+    else
+      resumed_meta = read_checkpoint_meta(checkpoint);
+    if (resumed_meta.contains("options")) {
+      ResumedOptions r = resume_options(resumed_meta["options"], options, command.given_options, checkpoint.string());
+      options = r.options;
+      validate(options);
+      for (const auto& change : r.applied)
+        if (main) std::cerr << "note: --resume applies " << change << "\n";
+    } else {
+      warn(checkpoint.string() + " was written by a satcap that did not record its options; "
+           "the options given now are used (only the batch size and seed are checked)");
+    }
+  }
+
   Dataset dataset = load_dataset(command.data);
+  ProtectedInputs inputs;  // no output of the run may replace its dataset file
+  inputs.add(fs::path(dataset.source), "the dataset file");
   for (const auto& w : dataset.warnings) warn(w);
 
   // What the decoder trains on: a feature store (given, or prepared here with the encoder), or with
@@ -97,13 +187,23 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
         " (" + std::to_string(tuned->trainable_parameters().size()) + " tensors) on " +
         std::to_string(image_paths.size()) + " images");
   }
+  // The rows the run reads: every image of the splits it uses that has a row in the store.
+  auto used_rows = [&](const FeatureStore& store) {
+    std::vector<std::pair<std::size_t, fs::path>> rows;
+    for (const char* split : {"train", "val", "test"})
+      for (const ImageEntry* img : dataset.split(split))
+        if (auto row = store.row_of(img->key)) rows.emplace_back(*row, img->path);
+    return rows;
+  };
   // Without --features: a feature store prepared into <out>/features (by rank 0 alone, the others
   // waiting for it as long as it takes; they then read it, which on several machines needs <out>
   // on a shared folder, or --features prepared on each).
   auto prepare_store = [&] {
     if (fs::exists(store_dir / "meta.json")) {
       try {  // prepared by an earlier run into <out>/features (a resume, or a second training)
-        if (FeatureStore::open(store_dir).complete()) return;
+        FeatureStore store = FeatureStore::open(store_dir);
+        // Images changed since: prepare_features below encodes them again.
+        if (store.complete() && find_changed_sources(store, used_rows(store)).changed.empty()) return;
       } catch (const Error&) {
         // incomplete or mismatched: prepare_features resumes or reports it
       }
@@ -127,7 +227,10 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
     if (comm) comm->run_on_main("features", prepare_store);
     else prepare_store();
   }
-  if (!tuned) store_holder.emplace(FeatureStore::open(store_dir));
+  if (!tuned) {
+    store_holder.emplace(FeatureStore::open(store_dir));
+    require_current_sources(*store_holder, used_rows(*store_holder), warn);
+  }
   // The row of an image in the feature source, if it has one.
   auto row_of = [&](const ImageEntry& img) -> std::optional<int64_t> {
     if (tuned) {
@@ -230,11 +333,14 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
 
   // The decoder: new, or with the options of the checkpoint being resumed.
   DecoderOptions dopts;
-  if (options.resume) {  // data-parallel: as rank 0 read it
-    nlohmann::json meta;
-    if (comm) meta = nlohmann::json::parse(comm->broadcast_bytes(main ? read_checkpoint_meta(out / "checkpoint.pt").dump() : ""));
-    else meta = read_checkpoint_meta(out / "checkpoint.pt");
-    dopts = meta.at("decoder").get<DecoderOptions>();
+  if (options.resume) {  // data-parallel: as rank 0 read it (resumed_meta, above)
+    if (!resumed_meta.contains("decoder") || !resumed_meta["decoder"].is_object())
+      throw ModelError((out / "checkpoint.pt").string() + ": malformed: the decoder's options are missing");
+    try {
+      dopts = resumed_meta["decoder"].get<DecoderOptions>();
+    } catch (const Error& e) {
+      throw ModelError((out / "checkpoint.pt").string() + ": " + e.what());
+    }
   } else {
     dopts = decoder_options_for(options, static_cast<int>(vocab.size()), feature_dim, regions);
   }
@@ -247,7 +353,17 @@ TrainSummary run_training(const TrainCommandOptions& command, const TrainOptions
   // have been written already.
   if (!tuned) install_cpu_allocator();
   at::manual_seed(options.seed);
-  Decoder decoder(dopts);
+  Decoder decoder{nullptr};
+  try {
+    decoder = Decoder(dopts);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    if (!is_out_of_memory(e)) throw;
+    throw UsageError("the decoder of " + std::to_string(static_cast<long long>(dopts.parameter_count())) +
+                     " parameters does not fit in memory (" + exception_text(e) +
+                     "); choose smaller --hidden-dim, --embed-dim and --attention-dim");
+  }
 
   // The options in force, readable again with --config; "run" says what they ran on.
   TrainOptions in_force = options;

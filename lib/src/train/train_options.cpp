@@ -82,6 +82,98 @@ TrainOptions train_options_from_json(const nlohmann::json& j, const TrainOptions
   return o;
 }
 
+namespace {
+
+// The flag of the option at `path` ({"validation", "beam_size"} -> "--val-beam").
+template <typename S>
+std::string flag_of_path(const std::vector<std::string>& path, std::size_t at, const std::string& prefix) {
+  std::string flag;
+  for_each_field<S>([&](const auto& field) {
+    if (path[at] != field.key) return;
+    using T = typename std::decay_t<decltype(field)>::Type;
+    if constexpr (has_option_fields<T>::value) {
+      if (at + 1 < path.size()) flag = flag_of_path<T>(path, at + 1, field.flag != nullptr ? field.flag : prefix);
+    } else {
+      flag = prefix + option_flag(field.key, field.flag).substr(2);
+    }
+  });
+  return flag.empty() ? path.back() : flag;
+}
+
+// Options a run may change when it is resumed: the schedule's length and cadence, validation, and
+// how the learning rate reacts to it. The others fix the data order, the model and the optimiser.
+bool may_change_on_resume(const std::string& top_key) {
+  static const char* keys[] = {"epochs",         "max_steps",          "log_every",          "checkpoint_every",
+                               "val_every",      "val_max_images",     "validation",         "lr_decay",
+                               "lr_decay_patience", "early_stop_patience", "grad_clip"};
+  for (const char* k : keys)
+    if (top_key == k) return true;
+  return false;
+}
+
+// Each leaf of `j` with its path.
+void leaves(const nlohmann::json& j, std::vector<std::string>& path,
+            std::vector<std::pair<std::vector<std::string>, nlohmann::json>>& out) {
+  if (!j.is_object()) {
+    out.emplace_back(path, j);
+    return;
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    path.push_back(it.key());
+    leaves(it.value(), path, out);
+    path.pop_back();
+  }
+}
+
+nlohmann::json::json_pointer pointer_of(const std::vector<std::string>& path) {
+  nlohmann::json::json_pointer p;
+  for (const auto& k : path) p /= k;
+  return p;
+}
+
+}  // namespace
+
+ResumedOptions resume_options(const nlohmann::json& recorded_json, const TrainOptions& now, const nlohmann::json& given,
+                              const std::string& checkpoint) {
+  TrainOptions recorded;
+  try {
+    recorded = train_options_from_json(recorded_json, TrainOptions{}, checkpoint + " (its options)");
+  } catch (const UsageError& e) {
+    throw ModelError(e.what());
+  }
+  recorded.resume = true;
+  const nlohmann::json rec = to_json(recorded), cur = to_json(now);
+  const nlohmann::json typed = given.is_null() ? cur : nest_legacy_keys(given);
+  nlohmann::json result = rec;
+  std::vector<std::pair<std::vector<std::string>, nlohmann::json>> all;
+  std::vector<std::string> path;
+  leaves(cur, path, all);
+  ResumedOptions out;
+  std::vector<std::string> refused;
+  for (const auto& [keys, value] : all) {
+    const auto pointer = pointer_of(keys);
+    if (keys.front() == "resume" || !typed.contains(pointer) || !rec.contains(pointer) || rec[pointer] == value) continue;
+    const std::string flag = flag_of_path<TrainOptions>(keys, 0, "--");
+    const std::string change = flag + " " + value.dump() + " (the run has " + rec[pointer].dump() + ")";
+    if (may_change_on_resume(keys.front())) {
+      result[pointer] = value;
+      out.applied.push_back(change);
+    } else {
+      refused.push_back(change);
+    }
+  }
+  if (!refused.empty()) {
+    std::string list;
+    for (const auto& r : refused) list += (list.empty() ? "" : ", ") + r;
+    throw UsageError("--resume: " + checkpoint + " continues a run started with other options: " + list +
+                     "; these cannot change in the middle of a run (they fix its data order, model or optimiser): "
+                     "resume with the run's values, or start a new run (another --out, or --overwrite)");
+  }
+  out.options = train_options_from_json(result, TrainOptions{}, checkpoint);
+  out.options.resume = true;
+  return out;
+}
+
 TrainOptions resolve_train_options(const nlohmann::json* config, const nlohmann::json& command_line,
                                    const std::string& config_source) {
   TrainOptions effective;  // defaults

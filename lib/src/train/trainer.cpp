@@ -263,7 +263,12 @@ TrainSummary train_decoder(Decoder& decoder, const TrainingData& data, const Voc
   } else {
     at::manual_seed(options.seed);  // dropout and hard-attention sampling
   }
-  if (options.resume) step.set_learning_rates(p.lr, p.encoder_lr);
+  if (options.resume) {
+    step.set_learning_rates(p.lr, p.encoder_lr);
+    // A run resumed with more patience than it stopped early with goes on.
+    if (p.early_stopped && (options.early_stop_patience == 0 || p.since_best < options.early_stop_patience))
+      p.early_stopped = false;
+  }
   if (comm) {  // every replica starts from rank 0's weights
     std::vector<at::Tensor> state = replica_state(decoder, step);
     comm->broadcast(state);

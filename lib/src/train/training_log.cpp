@@ -1,6 +1,9 @@
 #include "satcap/train/training_log.h"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -14,6 +17,7 @@
 
 #include "satcap/model/bundle.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
 
 namespace fs = std::filesystem;
 
@@ -23,31 +27,40 @@ namespace satcap {
 // TrainingLog
 
 TrainingLog::TrainingLog(const fs::path& path, int64_t keep_up_to_step) : path_(path) {
-  std::vector<std::string> kept_lines;
-  if (keep_up_to_step >= 0 && fs::exists(path)) {
-    std::ifstream in(path);
-    std::string line;
+  std::error_code ec;
+  if (keep_up_to_step >= 0 && fs::exists(path, ec)) {
+    std::istringstream in(read_input_file(path, ExitCode::input));
+    std::string line, text;
     while (std::getline(in, line)) {
       if (line.empty()) continue;
       auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
       if (record.is_discarded() || !record.is_object()) continue;  // a torn last line after a crash
-      if (record.value("step", int64_t{0}) > keep_up_to_step) continue;
+      auto step = record.find("step");
+      if (step != record.end() && step->is_number_integer() && step->get<int64_t>() > keep_up_to_step) continue;
       records_.push_back(record);
-      kept_lines.push_back(record.dump());
+      text += record.dump() + "\n";
     }
-    std::string text;
-    for (auto& l : kept_lines) text += l + "\n";
     write_file_atomic(path, text);
   }
-  out_.open(path, keep_up_to_step >= 0 ? std::ios::app : std::ios::trunc);
-  if (!out_) throw OutputError(path.string() + ": cannot open the training log for writing");
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (keep_up_to_step >= 0 ? O_APPEND : O_TRUNC), 0644);
+  if (fd_ < 0) throw OutputError(path.string() + ": cannot open the training log for writing (" + errno_text() + ")");
+}
+
+TrainingLog::~TrainingLog() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void TrainingLog::write(const nlohmann::json& record) {
   records_.push_back(record);
-  out_ << record.dump() << "\n";
-  out_.flush();
-  if (!out_) throw OutputError(path_.string() + ": cannot write the training log");
+  const std::string line = record.dump() + "\n";
+  // One write() per record on an O_APPEND file: a crash leaves whole lines (and at most a torn last one).
+  std::size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw OutputError(path_.string() + ": cannot write the training log (" + errno_text() + ")");
+    done += static_cast<std::size_t>(n);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

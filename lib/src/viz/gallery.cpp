@@ -2,16 +2,13 @@
 // pictures as base64 data: URIs and a small inline script that swaps in each word's overlay.
 #include "satcap/viz/gallery.h"
 
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <iomanip>
 #include <sstream>
 #include <stdexcept>
 
 #include <opencv2/imgcodecs.hpp>
 
+#include "satcap/runtime/atomic_file.h"
 #include "satcap/runtime/error.h"
 #include "viz/output_files.h"
 
@@ -19,8 +16,6 @@ namespace fs = std::filesystem;
 
 namespace satcap {
 namespace {
-
-std::string errno_text(int err) { return std::strerror(err); }
 
 std::string encode_jpeg(const cv::Mat& rgb) {
   return encode_image(rgb, ".jpg", {cv::IMWRITE_JPEG_QUALITY, 85}, "gallery picture");
@@ -153,9 +148,7 @@ const char* kGalleryScript = R"(
 
 GalleryWriter::GalleryWriter(fs::path path, GalleryOptions options) : path_(std::move(path)) {
   ensure_directory(path_.parent_path());
-  tmp_ = path_.string() + ".tmp-" + std::to_string(::getpid());
-  file_ = std::fopen(tmp_.c_str(), "wb");
-  if (!file_) throw OutputError(path_.string() + ": cannot create (" + errno_text(errno) + ")");
+  file_ = std::make_unique<AtomicFile>(path_, ParentDirs::must_exist);
   write("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n<title>" +
@@ -164,18 +157,11 @@ GalleryWriter::GalleryWriter(fs::path path, GalleryOptions options) : path_(std:
         "looked when it wrote it; click to keep it shown.</p>\n");
 }
 
-GalleryWriter::~GalleryWriter() {
-  if (file_) {
-    std::fclose(file_);
-    std::error_code ec;
-    fs::remove(tmp_, ec);
-  }
-}
+GalleryWriter::~GalleryWriter() = default;
 
 void GalleryWriter::write(const std::string& text) {
   if (!file_) throw std::logic_error("GalleryWriter: already finished");
-  if (std::fwrite(text.data(), 1, text.size(), file_) != text.size())
-    throw OutputError(path_.string() + ": " + errno_text(errno));
+  file_->write(text);
 }
 
 void GalleryWriter::add(const GalleryEntry& e) {
@@ -205,22 +191,8 @@ void GalleryWriter::add(const GalleryEntry& e) {
 
 void GalleryWriter::finish() {
   write(std::string("<script>") + kGalleryScript + "</script>\n</body>\n</html>\n");
-  std::FILE* f = file_;
-  file_ = nullptr;
-  bool ok = std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  int err = errno;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok) {
-    std::error_code ec;
-    fs::remove(tmp_, ec);
-    throw OutputError(path_.string() + ": " + errno_text(err));
-  }
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    err = errno;
-    std::error_code ec;
-    fs::remove(tmp_, ec);
-    throw OutputError(path_.string() + ": cannot rename into place (" + errno_text(err) + ")");
-  }
+  std::unique_ptr<AtomicFile> file = std::move(file_);
+  file->commit();
 }
 
 void write_gallery(const fs::path& path, const std::vector<GalleryEntry>& entries, const GalleryOptions& options) {

@@ -19,6 +19,7 @@
 
 #include "satcap/runtime/atomic_file.h"
 #include "satcap/runtime/error.h"
+#include "satcap/runtime/input_file.h"
 #include "viz/output_files.h"
 
 namespace fs = std::filesystem;
@@ -276,7 +277,11 @@ OverlayFiles write_overlays(const CaptionedImage& image, const RenderedOverlays&
 
   if (options.write_video) {
     files.video = dir / "words.avi";
-    const fs::path tmp = dir / ("words.tmp-" + std::to_string(::getpid()) + ".avi");
+    refuse_overwriting_input(files.video);
+    remove_stale_temporaries(files.video);
+    // "words.avi.tmp-<pid>.avi": OpenCV picks its writer by the extension, so it must stay last.
+    fs::path tmp = files.video;
+    tmp += temporary_suffix() + ".avi";
     // Motion JPEG in AVI through OpenCV's own writer (no FFmpeg or GStreamer needed). Frames must
     // keep one size; two frames a second keeps players that dislike very low rates happy.
     const double fps = 2.0;
@@ -306,16 +311,28 @@ OverlayFiles write_overlays(const CaptionedImage& image, const RenderedOverlays&
       fs::remove(tmp, ec);
       throw OutputError(files.video.string() + ": " + e.what());
     }
+    // OpenCV's writer does not report failed writes (a full disk): the RIFF header's size, which
+    // it fills in last, must match what reached the file.
     std::error_code ec;
-    if (!fs::exists(tmp, ec) || fs::file_size(tmp, ec) == 0) {
-      fs::remove(tmp, ec);
-      throw OutputError(files.video.string() + ": the video writer produced no data");
+    const std::uint64_t size = fs::file_size(tmp, ec);
+    std::uint64_t riff = 0;
+    {
+      std::string head;
+      try {
+        InputFile in(tmp, ExitCode::output);
+        head.resize(8);
+        head.resize(in.read(head.data(), head.size()));
+      } catch (const Error&) {
+      }
+      if (head.size() == 8 && head.compare(0, 4, "RIFF") == 0)
+        for (int i = 7; i >= 4; --i) riff = riff << 8 | static_cast<unsigned char>(head[static_cast<std::size_t>(i)]);
     }
-    fs::rename(tmp, files.video, ec);
-    if (ec) {
+    if (ec || size == 0 || riff + 8 > size) {
       fs::remove(tmp, ec);
-      throw OutputError(files.video.string() + ": cannot rename into place (" + ec.message() + ")");
+      throw OutputError(files.video.string() + ": the video writer could not write the whole video (" +
+                        std::to_string(size) + " of " + std::to_string(riff + 8) + " bytes; is the disk full?)");
     }
+    publish_file(tmp, files.video);
   }
   return files;
 }

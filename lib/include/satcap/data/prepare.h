@@ -35,6 +35,7 @@ void validate(const PrepareOptions& options);
 struct PrepareSummary {
   std::size_t images = 0;         // rows of the store (unique image files of the split)
   std::size_t already = 0;        // already stored by an earlier (interrupted) run
+  std::size_t changed = 0;        // stored before, but their image changed since: encoded again
   std::size_t encoded = 0;        // encoded by this run
   std::size_t failed = 0;         // unreadable images (listed in failures)
   std::vector<std::string> failures;  // "path: reason"

@@ -8,6 +8,9 @@
 //                 encoder tensors by Encoder::named_trainable_parameters() name. config.json's
 //                 "encoder" then has "fine_tuned": {"weights", "digest", "base_identity"}, its
 //                 identity is "<base identity>:tuned=<digest>".
+// config.json's "files" ({"weights.pt": {"sha256": "<64 lowercase hex>", "bytes": N}, ...}) records
+// every other file; load_bundle refuses a file altered since (bundles without "files" still load).
+// The names config.json gives its files must be regular files inside the bundle folder.
 // format_version is the oldest format that holds the bundle, so that an older satcap reads every
 // bundle it can read correctly and refuses the others: 1; 2 with a fine-tuned encoder's weights
 // (readers of format 1 would ignore them); 3 with a decoder whose initial state is linear (the
@@ -65,10 +68,16 @@ void save_bundle(const Bundle& bundle, const std::filesystem::path& dir);
 
 // Loads a bundle from `dir` (or from `dir`/model when `dir` is a training output folder) onto
 // `device`. Throws ModelError for a missing piece (naming the file), a malformed config, a newer
-// format_version, or weights that do not fit the options; when `expected_encoder_identity` is
+// format_version, a file named outside the folder or altered since it was written, weights that
+// do not fit the options or are not finite; when `expected_encoder_identity` is
 // not empty, also when the bundle was trained on features of another encoder.
 Bundle load_bundle(const std::filesystem::path& dir, const std::string& expected_encoder_identity = "",
                    c10::Device device = c10::Device(c10::kCPU));
+
+// What a satcap process killed during save_bundle(dir) left: when `dir` is missing, the complete
+// new bundle (or else the previous one) moved aside under "<dir>.tmp-<pid>" / "<dir>.old-<pid>" is
+// put back; the other leftovers of dead processes are removed. Called by save_bundle.
+void recover_interrupted_bundle(const std::filesystem::path& dir);
 
 // The folder load_bundle would read for `dir` (dir itself, or dir/model).
 std::filesystem::path resolve_bundle_dir(const std::filesystem::path& dir);

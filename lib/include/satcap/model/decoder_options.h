@@ -120,7 +120,13 @@ struct DecoderOptions {
   // Throws UsageError naming the first bad field: as a decoder option ("decoder option hidden_dim
   // must be at least 1 (got 0)"), or by its flag with `as_flags` ("--hidden-dim must be ...").
   // The fields set from the data (vocab_size, feature_dim, regions) are checked when `with_data`.
+  // Also refuses a decoder whose parameters alone would not fit in this machine's memory (a
+  // --hidden-dim of 100000000 would need 160 PB): UsageError before anything is allocated.
   void validate(bool with_data = true, bool as_flags = false) const;
+
+  // The number of parameters (and buffer values) of the Decoder these options build, as a double
+  // (it may not fit in 64 bits). The data fields count as 1 while unset.
+  double parameter_count() const;
 
   static constexpr auto fields() {
     using O = DecoderOptions;

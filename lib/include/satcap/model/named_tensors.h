@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <string>
 
+#include "satcap/runtime/atomic_file.h"
+
 namespace torch {
 namespace nn {
 class Module;
@@ -30,7 +32,8 @@ void read_named_tensors(torch::serialize::InputArchive& archive, torch::nn::Modu
 // Serializes the archive straight into `path` with write_file_atomic's guarantees, without holding
 // the file in memory (a COCO-scale checkpoint is about 250 MB; built in a string first it took
 // about three times that at once). Throws OutputError naming `path` when it cannot be written.
-void write_archive_atomic(const std::filesystem::path& path, torch::serialize::OutputArchive& archive);
+void write_archive_atomic(const std::filesystem::path& path, torch::serialize::OutputArchive& archive,
+                          ParentDirs parents = ParentDirs::create);
 // "[2, 3]"
 std::string shape_text(at::IntArrayRef sizes);
 

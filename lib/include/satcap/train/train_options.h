@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "satcap/decode/search_options.h"
 #include "satcap/model/decoder_options.h"
@@ -125,6 +126,21 @@ nlohmann::json to_json(const TrainOptions& options);
 // features and encoder a run used) is informative and skipped, so that file reads back as a config.
 TrainOptions train_options_from_json(const nlohmann::json& json, const TrainOptions& base = {},
                                      const std::string& source = "config");
+
+// What --resume continues with: the options the run was started with (`recorded`, from its
+// checkpoint), except those given now (`given`: the config file and the command line, as JSON with
+// TrainOptions' keys; null = every option of `now` counts as given) that differ from them:
+//   applied, and listed in `applied` ("--epochs 30 (the run had 20)"), for the options a run may
+//   change on the way (epochs, max_steps, log_every, checkpoint_every, val_every, val_max_images,
+//   the validation search, lr_decay, lr_decay_patience, early_stop_patience, grad_clip);
+//   refused for the others (the data order, the model, the optimiser and the precision):
+//   UsageError naming each ("--batch 32 (the run has 64)") and what to do.
+struct ResumedOptions {
+  TrainOptions options;
+  std::vector<std::string> applied;
+};
+ResumedOptions resume_options(const nlohmann::json& recorded, const TrainOptions& now, const nlohmann::json& given,
+                              const std::string& checkpoint);
 
 // The precedence rule: defaults < config file < command line. `config` (may be null) is the config
 // file's JSON; `command_line` holds only the options the user typed, as JSON (the same keys).

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -22,6 +21,9 @@ class TrainingLog {
   // (written after the checkpoint that is resumed) are dropped first, so the log matches the
   // weights. Throws OutputError when the file cannot be written.
   explicit TrainingLog(const std::filesystem::path& path, int64_t keep_up_to_step = -1);
+  ~TrainingLog();
+  TrainingLog(const TrainingLog&) = delete;
+  TrainingLog& operator=(const TrainingLog&) = delete;
   void write(const nlohmann::json& record);
   // Every record written so far (including those from before a resume).
   const std::vector<nlohmann::json>& records() const { return records_; }
@@ -29,7 +31,7 @@ class TrainingLog {
 
  private:
   std::filesystem::path path_;
-  std::ofstream out_;
+  int fd_ = -1;
   std::vector<nlohmann::json> records_;
 };
 

@@ -7,14 +7,16 @@
 //   gallery.finish();
 #pragma once
 
-#include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "satcap/viz/overlay.h"
 
 namespace satcap {
+
+class AtomicFile;
 
 // One image in the gallery. The pictures are stored already encoded (JPEG), so that a gallery of
 // many images does not hold decoded pixels.
@@ -42,7 +44,8 @@ struct GalleryOptions {
 // that every <img> decoded and sets <body data-images-ok="N/M">. The shown picture carries
 // data-showing="image" or the word's index; "gallery.html#word=E-W" opens with word W of entry E
 // (both from 0) pinned.
-// Written incrementally to "<path>.tmp-<pid>" and renamed by finish(); OutputError naming the path.
+// Written incrementally through an AtomicFile (atomic_file.h) and put in place by finish();
+// OutputError naming the path.
 class GalleryWriter {
  public:
   explicit GalleryWriter(std::filesystem::path path, GalleryOptions options = {});
@@ -57,8 +60,7 @@ class GalleryWriter {
  private:
   void write(const std::string& text);
   std::filesystem::path path_;
-  std::filesystem::path tmp_;
-  std::FILE* file_ = nullptr;
+  std::unique_ptr<AtomicFile> file_;
   int count_ = 0;
 };
 
