@@ -119,6 +119,7 @@ std::string local_address_towards(const std::string& host, int port) {
   return inet_ntop(AF_INET, &local.sin_addr, text, sizeof text);
 }
 
+#if SATCAP_WITH_GLOO
 c10::intrusive_ptr<dist::GroupBase> gloo_group(const c10::intrusive_ptr<c10d::Store>& store, const DistEnvironment& env,
                                                Millis timeout, std::string& address) {
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
@@ -131,6 +132,13 @@ c10::intrusive_ptr<dist::GroupBase> gloo_group(const c10::intrusive_ptr<c10d::St
   }
   return c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, options);
 }
+#else
+c10::intrusive_ptr<dist::GroupBase> gloo_group(const c10::intrusive_ptr<c10d::Store>&, const DistEnvironment&,
+                                               Millis, std::string&) {
+  throw UsageError("this satcap was built without Gloo (its LibTorch had no c10d Gloo, or Gloo's headers were not "
+                   "found: Debian's libgloo-dev), so distributed training runs on CUDA with NCCL only");
+}
+#endif
 
 #if SATCAP_WITH_NCCL
 c10::intrusive_ptr<dist::GroupBase> nccl_group(const c10::intrusive_ptr<c10d::Store>& store, const DistEnvironment& env,

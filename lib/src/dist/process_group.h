@@ -7,7 +7,12 @@
 // pointer to that base and called directly, in either version.
 #pragma once
 
+#include "satcap/build_config.h"
+
+#if SATCAP_WITH_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
 #include <torch/csrc/distributed/c10d/Types.hpp>
 #include <torch/version.h>
