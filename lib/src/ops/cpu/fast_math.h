@@ -53,7 +53,11 @@ inline float exp_approx(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  // 2^n: n + 127 is in [1, 254] after the clamp. A NaN x (a NaN loss, say) is not clamped: its n is
+  // taken as 0, so that the conversion and the shift stay defined (UBSan found the left shift of a
+  // negative value); p is NaN, and so is the result.
+  const int32_t biased = static_cast<int32_t>(n == n ? n : 0.0f) + 127;
+  const uint32_t bits = static_cast<uint32_t>(biased) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
