@@ -156,7 +156,7 @@ TEST_CASE("a bundle trained on another encoder's features is refused", "[bundle]
   CHECK_NOTHROW(b.require_encoder("test-encoder-v1", "feature store x"));
 }
 
-TEST_CASE("bundles are written in the oldest format that holds them; format 1 reads as before", "[bundle]") {
+TEST_CASE("bundles are written in the oldest format that holds them, and format 1 reads as before", "[bundle]") {
   const auto root = fresh_temp_dir("bundle_formats");
   // models/default was written by satcap 0.1.0 in format 1, with that format's names.
   const fs::path shipped = source_dir() / "models" / "default";

@@ -112,7 +112,7 @@ TEST_CASE("the decoder registers stable state-dict names and the baseline buffer
   REQUIRE(plain->out_vocab->weight.size(1) == o.hidden_dim);
 }
 
-TEST_CASE("init_state linear is f_init(mean a_i) without tanh; tanh and zeros as documented", "[decoder]") {
+TEST_CASE("init_state linear is f_init(mean a_i) without tanh, tanh and zeros as documented", "[decoder]") {
   torch::manual_seed(11);
   auto o = tiny_options();
   o.init_state = InitState::linear;

@@ -54,14 +54,6 @@ void require_no_trace(const std::string& err) {
                       !Catch::Contains("Traceback of TorchScript") && !Catch::Contains("terminate called"));
 }
 
-// Entries of `dir` whose name holds ".tmp-".
-std::vector<std::string> temporaries_in(const fs::path& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.path().filename().string().find(".tmp-") != std::string::npos) out.push_back(e.path().string());
-  return out;
-}
-
 Bundle tiny_bundle() {
   Bundle b;
   b.vocab = Vocabulary::build({{"a", "red", "circle"}, {"a", "blue", "square"}}, VocabOptions{1, 10, 0});
