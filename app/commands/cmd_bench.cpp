@@ -32,7 +32,7 @@ const CommandRegistration registration{
       sub.add_flag("--json", opts->json, "Print one JSON object instead of the table")->capture_default_str();
       sub.add_option("--save", opts->save, "Also write the JSON object to this file (with the table on stdout)")
           ->capture_default_str();
-      sub.add_option("--only", opts->bench.parts, "Run only these parts: sgemm train python beam prepare growth dist")
+      sub.add_option("--only", opts->bench.parts, "Run only these parts: sgemm train python beam prepare growth ops dist")
           ->delimiter(',')
           ->capture_default_str();
       sub.add_option("--batches", opts->bench.batches, "Training batch sizes (\"\" = 32,64; the last one is compared with Python)")
