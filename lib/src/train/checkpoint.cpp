@@ -113,11 +113,7 @@ nlohmann::json read_meta(const CheckpointSource& source) {
     throw UsageError("--resume: " + name + " does not exist (nothing to resume; drop --resume to start)");
   if (source.path) require_regular_file(*source.path, ExitCode::model);
   torch::serialize::InputArchive archive;
-  try {
-    source.load(archive);
-  } catch (const std::exception& e) {
-    throw ModelError(name + ": not a readable satcap checkpoint (truncated or corrupt: " + exception_text(e) + ")");
-  }
+  source.load(archive);  // ModelError naming the file when it is not a readable archive
   c10::IValue meta_value;
   if (!archive.try_read("meta", meta_value) || !meta_value.isString())
     throw ModelError(name + ": not a satcap checkpoint (no meta record)");
