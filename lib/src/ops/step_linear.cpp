@@ -136,7 +136,10 @@ struct ListedLinear : public torch::autograd::Function<ListedLinear> {
                                const at::Tensor& bias, c10::List<at::Tensor> inputs, c10::List<at::Tensor> grads,
                                bool first) {
     const bool has_bias = bias.numel() > 0;
-    inputs.push_back(x);
+    // Detached: x's own graph leads back to this node (x is h_{t-1}, made from earlier steps'
+    // outputs), and a saved list holding it would keep the whole graph alive in a cycle (found by
+    // LeakSanitizer). Its values are all the weight gradient needs.
+    inputs.push_back(x.detach());
     ctx->set_materialize_grads(false);
     ctx->save_for_backward({weight});
     ctx->saved_data["inputs"] = inputs;
