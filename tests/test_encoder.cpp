@@ -31,17 +31,6 @@ const std::vector<std::string> kPhotos{"dog", "horses", "person", "eagle"};
 
 fs::path photo(const std::string& name) { return fs::path("/usr/share/darknet/data") / (name + ".jpg"); }
 
-std::string run_capture(const std::string& command) {
-  std::string out;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  pclose(pipe);
-  return out;
-}
-
 // Runs the embedded network NAME with its own 5-class head on the photos, in C++ and in
 // TensorFlow.js (tools/node/tfjs_reference.js) on the same preprocessed input; returns the
 // largest absolute difference of the class probabilities per photo.
@@ -66,7 +55,7 @@ std::vector<double> parity(const std::string& name, const std::vector<std::strin
   const std::string cmd = "node '" + (source_dir() / "tools/node/tfjs_reference.js").string() + "' " + name + " '" + file.string() +
                           "' " + std::to_string(input.size(0)) + " " + std::to_string(input.size(2)) + " " +
                           std::to_string(input.size(3)) + " 2>/dev/null";
-  const std::string text = run_capture(cmd);
+  const std::string text = shell_output(cmd);
   INFO("tfjs_reference.js printed: " << text.substr(0, 300));
   auto reference = nlohmann::json::parse(text);
   REQUIRE(reference.at("backend") == "cpu");
@@ -215,7 +204,7 @@ TEST_CASE("TorchScript encoders from tools/export_encoder.py", "[encoder]") {
   const fs::path pt = dir / "r18.pt";
   const std::string cmd = "/usr/bin/python3 '" + (source_dir() / "tools/export_encoder.py").string() + "' '" + pt.string() +
                           "' --arch resnet18 --input-size 64 --grid 4 --weights none 2>&1";
-  INFO(run_capture(cmd));
+  INFO(shell_output(cmd));
   REQUIRE(fs::exists(pt));
   REQUIRE(fs::exists(dir / "r18.json"));
   std::vector<cv::Mat> images{read_image_rgb(photo("dog")), read_image_rgb(photo("person"))};

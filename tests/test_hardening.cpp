@@ -69,17 +69,6 @@ Bundle tiny_bundle() {
   return b;
 }
 
-std::string shell_output(const std::string& command) {
-  std::string out;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  pclose(pipe);
-  return out;
-}
-
 template <typename F>
 std::string error_of(F&& f) {
   try {

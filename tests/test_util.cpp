@@ -13,6 +13,7 @@
 
 #include <torch/cuda.h>
 
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -50,6 +51,17 @@ CommandResult run_program(const std::string& program, const std::vector<std::str
 }
 
 CommandResult run_satcap(const std::vector<std::string>& args) { return run_satcap_with(args, RunOptions{}); }
+
+std::string shell_output(const std::string& command) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  pclose(pipe);
+  return out;
+}
 
 CommandResult run_satcap_with(const std::vector<std::string>& args, const RunOptions& options) {
   SatcapProcess p(args, options);

@@ -19,6 +19,8 @@ struct CommandResult {
 CommandResult run_satcap(const std::vector<std::string>& args);
 // The same for any program (an absolute path, e.g. /usr/bin/python3).
 CommandResult run_program(const std::string& program, const std::vector<std::string>& args);
+// Runs `command` through /bin/sh and returns its standard output ("" when it cannot start).
+std::string shell_output(const std::string& command);
 
 // How run_satcap_with runs the binary.
 struct RunOptions {

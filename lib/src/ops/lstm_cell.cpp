@@ -117,10 +117,7 @@ struct GenericLstmCell : public torch::autograd::Function<GenericLstmCell> {
     if (dh.defined() && dc.defined()) dcs.add_(dc);
     // The gates' gradients before their activations: sigmoid's derivative for i, f, o, tanh's for g.
     auto upstream = at::empty_like(s);  // [R, 4H]  dL/d(activation)
-    auto slot = [&](const at::Tensor& x, int64_t k) {
-      at::Tensor part = x.narrow(1, k * H, H);
-      return part;
-    };
+    auto slot = [&](const at::Tensor& x, int64_t k) { return x.narrow(1, k * H, H); };
     at::Tensor up_i = slot(upstream, 0), up_f = slot(upstream, 1), up_g = slot(upstream, 2), up_o = slot(upstream, 3);
     at::mul_out(up_i, dcs, g);
     at::mul_out(up_f, dcs, c);
